@@ -1,0 +1,36 @@
+# Two commands on a fresh machine with Python 3.11:  make book   and   make test
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: book test venv release lock clean
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 > /dev/null
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Build the book: executes every page offline on the CPU, writes _build/html.
+book: $(STAMP)
+	$(BIN)/python -m dl4nlp book
+
+# The test suite; .ci/run calls exactly this.
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+# Regenerate assignments/ from solutions/ with nbgrader.
+release: $(STAMP)
+	$(BIN)/dl4nlp release
+
+# Re-pin requirements.txt from the current environment.
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu$$//' | grep -v '^dl4nlp' > requirements.txt
+
+clean:
+	rm -rf _build .pytest_cache

@@ -1,0 +1,156 @@
+"""Keep notebooks in step with the package and the repository settings.
+
+One source of truth:
+- A graded solution cell of an instructor notebook (nbgrader metadata
+  ``solution: true`` and ``grade_id`` = a function name of the chapter module
+  named in the notebook metadata ``dl4nlp.module``) *is* that function's source,
+  with nbgrader's markers inserted by `solution_cell_source`: the student stub
+  keeps the signature, the docstring and the leading ``check_*`` lines.
+- The repository URL and branch live in ``_config.yml``; cells tagged
+  ``dl4nlp-setup`` (install cell) and ``dl4nlp-badge`` (Open in Colab badge)
+  are rendered from them.
+
+`sync_notebook` rewrites those cells; the tests assert that it changes nothing.
+Instructor tooling: imported by the `dl4nlp` command, never by student code.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import yaml
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+SETUP_TAG, BADGE_TAG = "dl4nlp-setup", "dl4nlp-badge"
+
+
+def project_root() -> Path:
+    """The repository root: the nearest folder above the working directory with _config.yml."""
+    for folder in (Path.cwd(), *Path.cwd().parents):
+        if (folder / "_config.yml").is_file() and (folder / "_toc.yml").is_file():
+            return folder
+    raise FileNotFoundError("run this inside the course repository (no _config.yml and _toc.yml found)")
+
+
+def repository(root: Path) -> tuple[str, str]:
+    """(URL, branch) of the course repository, from _config.yml."""
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    return config["repository"]["url"].rstrip("/"), config["repository"].get("branch", "main")
+
+
+def colab_url(root: Path, notebook: Path) -> str:
+    """The Open-in-Colab address of a notebook of this repository."""
+    url, branch = repository(root)
+    github_path = url.split("github.com/", 1)[1]
+    return (f"https://colab.research.google.com/github/{github_path}/blob/{branch}/"
+            f"{notebook.resolve().relative_to(root.resolve()).as_posix()}")
+
+
+def setup_cell_source(root: Path) -> str:
+    """The first code cell of every notebook: install dl4nlp in Colab only; Colab's torch is left alone."""
+    url, branch = repository(root)
+    return textwrap.dedent(f"""\
+        # Setup: in Colab, install the course package (Colab's own torch is kept); locally it is installed already.
+        import sys
+        if "google.colab" in sys.modules:
+            import subprocess
+            subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                            "dl4nlp @ git+{url}@{branch}"], check=True)""")
+
+
+def badge_cell_source(root: Path, notebook: Path) -> str:
+    """A markdown cell with the Open in Colab badge for this notebook."""
+    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            f"({colab_url(root, notebook)})")
+
+
+def solution_cell_source(function: Callable[..., Any]) -> str:
+    """The source of `function` with nbgrader's solution markers around its body.
+
+    The markers go after the docstring and after any leading ``check_*(...)`` calls,
+    which stay in the student's stub so that wrong shapes still get a clear message.
+    """
+    source = textwrap.dedent(inspect.getsource(function))
+    tree = ast.parse(source).body[0]
+    if not isinstance(tree, ast.FunctionDef):
+        raise TypeError(f"{function.__qualname__} is not a function")
+    body = tree.body
+    kept = 0
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+        kept = 1  # the docstring
+    while kept < len(body) and _is_check_call(body[kept]):
+        kept += 1
+    if kept == len(body):
+        raise ValueError(f"{function.__qualname__} has no body to hide from students")
+    lines = source.splitlines()
+    split = body[kept - 1].end_lineno if kept else tree.body[0].lineno - 1
+    indent = " " * body[kept].col_offset
+    return "\n".join(lines[:split] + [indent + BEGIN] + lines[split:] + [indent + END])
+
+
+def _is_check_call(statement: ast.stmt) -> bool:
+    return (isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call)
+            and isinstance(statement.value.func, ast.Name) and statement.value.func.id.startswith("check_"))
+
+
+def strip_solution_markers(source: str) -> str:
+    """A solution cell's source without nbgrader's markers: the package function's source."""
+    return "\n".join(line for line in source.splitlines() if line.strip() not in (BEGIN, END))
+
+
+def graded_functions(notebook: nbformat.NotebookNode) -> dict[str, Callable[..., Any]]:
+    """{grade_id: reference function} for every solution cell named after a function of the chapter module."""
+    module_name = notebook.metadata.get("dl4nlp", {}).get("module")
+    if module_name is None:
+        return {}
+    module = importlib.import_module(module_name)
+    functions = {}
+    for cell in notebook.cells:
+        nbgrader = cell.metadata.get("nbgrader", {})
+        grade_id = nbgrader.get("grade_id", "")
+        if cell.cell_type == "code" and nbgrader.get("solution") and inspect.isfunction(getattr(module, grade_id, None)):
+            functions[grade_id] = getattr(module, grade_id)
+    return functions
+
+
+def sync_notebook(path: Path, root: Path) -> bool:
+    """Rewrite a notebook's derived cells (solutions, setup, badge) in place; True if it changed."""
+    notebook = nbformat.read(path, as_version=4)
+    functions = graded_functions(notebook)
+    changed = False
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in functions and cell.metadata["nbgrader"].get("solution"):
+            new = solution_cell_source(functions[grade_id])
+        elif SETUP_TAG in tags:
+            new = setup_cell_source(root)
+        elif BADGE_TAG in tags:
+            new = badge_cell_source(root, _published_notebook(path, root))
+        else:
+            continue
+        if cell.source != new:
+            cell.source, changed = new, True
+    if changed:
+        nbformat.write(notebook, path)
+    return changed
+
+
+def _published_notebook(path: Path, root: Path) -> Path:
+    """Students open the released notebook: a solutions/ path maps to its assignments/ twin."""
+    relative = path.resolve().relative_to(root.resolve())
+    if relative.parts[0] == "solutions":
+        return root / "assignments" / Path(*relative.parts[1:])
+    return path
+
+
+def course_notebooks(root: Path) -> list[Path]:
+    """The notebooks that `sync` maintains: instructor notebooks and book pages."""
+    return sorted([*root.glob("solutions/*/*.ipynb"), *root.glob("book/**/*.ipynb")])

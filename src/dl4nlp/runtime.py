@@ -1,0 +1,35 @@
+"""Where code runs: the device, smoke mode and Colab detection.
+
+Smoke mode (environment variable ``DL4NLP_SMOKE=1``) makes every training run
+and data set tiny, so that notebooks, the book build and autograding finish in
+seconds on a CPU. Colab runs the real thing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+
+SMOKE_VARIABLE = "DL4NLP_SMOKE"
+
+
+def smoke_mode() -> bool:
+    """True when DL4NLP_SMOKE is set to anything but "", "0" or "false"."""
+    return os.environ.get(SMOKE_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def in_colab() -> bool:
+    """True inside a Google Colab runtime."""
+    return "google.colab" in sys.modules
+
+
+def get_device() -> torch.device:
+    """cuda when a GPU is present, else cpu."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def scaled(full: int, smoke: int) -> int:
+    """`smoke` in smoke mode, else `full`: how training loops size epochs, examples, steps."""
+    return smoke if smoke_mode() else full

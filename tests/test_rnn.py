@@ -1,0 +1,280 @@
+"""dl4nlp.rnn: contracts, equivalence with torch.nn, invariants."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from dl4nlp import rnn
+from dl4nlp.rnn import (GRU, LSTM, RNN, ClassifierConfig, SequenceClassifier, bidirectional_layer, classify,
+                        gru_cell, lstm_cell, reverse_padded, rnn_cell, unroll)
+
+ATOL = 1e-5
+CELLS = [(rnn_cell, nn.RNNCell, 1), (lstm_cell, nn.LSTMCell, 4), (gru_cell, nn.GRUCell, 3)]
+LAYERS = [(RNN, nn.RNN), (LSTM, nn.LSTM), (GRU, nn.GRU)]
+
+
+def close(ours, theirs) -> bool:
+    if isinstance(ours, tuple):
+        return len(ours) == len(theirs) and all(close(a, b) for a, b in zip(ours, theirs))
+    return ours.shape == theirs.shape and torch.allclose(ours, theirs, atol=ATOL)
+
+
+def cell_weights(cell: nn.RNNCellBase) -> tuple[torch.Tensor, ...]:
+    return cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh
+
+
+def torch_padded(module: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor):
+    """torch.nn's own answer for a padded batch: pack, run, unpack."""
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    output, state = module(packed)
+    output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=x.shape[1])
+    return output, state
+
+
+sizes = st.integers(1, 6)
+
+
+# --- cells ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ours, theirs, gates", CELLS, ids=["rnn", "lstm", "gru"])
+@given(batch=sizes, input_size=sizes, hidden_size=sizes, seed=st.integers(0, 2**16))
+@settings(max_examples=25, deadline=None)
+def test_cell_matches_torch(ours, theirs, gates, batch, input_size, hidden_size, seed):
+    torch.manual_seed(seed)
+    reference = theirs(input_size, hidden_size)
+    x = torch.randn(batch, input_size)
+    h = torch.randn(batch, hidden_size)
+    if ours is lstm_cell:
+        state = (h, torch.randn(batch, hidden_size))
+        assert close(ours(x, state, *cell_weights(reference)), reference(x, state))
+    else:
+        assert close(ours(x, h, *cell_weights(reference)), reference(x, h))
+
+
+def test_rnn_cell_worked_value():
+    # h' = tanh(0.5 * 1 + 0.5 * 0 + 1.0 * 0.2) = tanh(0.7)
+    h = rnn_cell(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.2]]), torch.tensor([[0.5, 0.5]]),
+                 torch.tensor([[1.0]]), torch.zeros(1), torch.zeros(1))
+    assert h.item() == pytest.approx(0.604368, abs=1e-6)
+
+
+def test_lstm_gates_in_torch_order():
+    # Only the forget gate's bias is large: c' = sigmoid(big) * c ~ c, add gate shut (bias -big).
+    hidden = 2
+    big = 20.0
+    bias = torch.cat([torch.full((hidden,), -big), torch.full((hidden,), big),
+                      torch.zeros(hidden), torch.full((hidden,), big)])  # i, f, g, o
+    c = torch.tensor([[0.3, -0.7]])
+    h, c_new = lstm_cell(torch.zeros(1, 3), (torch.zeros(1, hidden), c), torch.zeros(4 * hidden, 3),
+                         torch.zeros(4 * hidden, hidden), bias, torch.zeros(4 * hidden))
+    assert torch.allclose(c_new, c, atol=1e-6)
+    assert torch.allclose(h, torch.tanh(c), atol=1e-6)
+
+
+def test_gru_update_gate_keeps_state():
+    # z = 1 (large bias on the update rows r, z, n -> middle block) keeps h unchanged.
+    hidden = 3
+    bias = torch.cat([torch.zeros(hidden), torch.full((hidden,), 30.0), torch.zeros(hidden)])
+    h = torch.tensor([[0.1, -0.2, 0.3]])
+    h_new = gru_cell(torch.randn(1, 2), h, torch.randn(3 * hidden, 2), torch.randn(3 * hidden, hidden),
+                     bias, torch.zeros(3 * hidden))
+    assert torch.allclose(h_new, h, atol=1e-6)
+
+
+@pytest.mark.parametrize("ours, theirs, gates", CELLS, ids=["rnn", "lstm", "gru"])
+def test_cell_rejects_wrong_shapes_with_a_clear_message(ours, theirs, gates):
+    reference = theirs(4, 5)
+    x, h = torch.randn(2, 4), torch.randn(2, 6)  # h has the wrong hidden size
+    state = (h, torch.randn(2, 6)) if ours is lstm_cell else h
+    with pytest.raises(ValueError, match=r"h should have shape \(B, H\) = \(2, 5\).*\(2, 6\)"):
+        ours(x, state, *cell_weights(reference))
+    with pytest.raises(ValueError, match=r"x should have shape \(B, D\) = \(B, 4\).*3 dimensions"):
+        ours(x[None], state, *cell_weights(reference))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        ours(x.tolist(), state, *cell_weights(reference))
+
+
+def test_cells_never_modify_their_inputs():
+    reference = nn.LSTMCell(3, 4)
+    x, h, c = torch.randn(2, 3), torch.randn(2, 4), torch.randn(2, 4)
+    copies = [t.clone() for t in (x, h, c)]
+    lstm_cell(x, (h, c), *cell_weights(reference))
+    assert all(torch.equal(a, b) for a, b in zip((x, h, c), copies))
+
+
+# --- layers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ours, theirs", LAYERS, ids=["rnn", "lstm", "gru"])
+@given(batch=sizes, time=sizes, input_size=sizes, hidden_size=sizes, num_layers=st.integers(1, 3),
+       bidirectional=st.booleans(), seed=st.integers(0, 2**16))
+@settings(max_examples=20, deadline=None)
+def test_layer_matches_torch(ours, theirs, batch, time, input_size, hidden_size, num_layers, bidirectional, seed):
+    torch.manual_seed(seed)
+    reference = theirs(input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
+                       batch_first=True)
+    model = ours.from_torch(reference)
+    x = torch.randn(batch, time, input_size)
+    assert close(model(x), reference(x))
+    directions = 2 if bidirectional else 1
+    h0 = torch.randn(num_layers * directions, batch, hidden_size)
+    state = (h0, torch.randn_like(h0)) if ours is LSTM else h0
+    assert close(model(x, state), reference(x, state))
+
+
+@pytest.mark.parametrize("ours, theirs", LAYERS, ids=["rnn", "lstm", "gru"])
+@given(data=st.data(), num_layers=st.integers(1, 2), bidirectional=st.booleans(), seed=st.integers(0, 2**16))
+@settings(max_examples=20, deadline=None)
+def test_padded_batch_matches_packed_torch(ours, theirs, data, num_layers, bidirectional, seed):
+    torch.manual_seed(seed)
+    batch, time = data.draw(sizes), data.draw(sizes)
+    lengths = torch.tensor(data.draw(st.lists(st.integers(1, time), min_size=batch, max_size=batch)))
+    reference = theirs(3, 4, num_layers=num_layers, bidirectional=bidirectional, batch_first=True)
+    model = ours.from_torch(reference)
+    x = torch.randn(batch, time, 3)
+    assert close(model(x, lengths=lengths), torch_padded(reference, x, lengths))
+
+
+@pytest.mark.parametrize("layer", [RNN, LSTM, GRU])
+def test_padding_changes_nothing(layer):
+    torch.manual_seed(0)
+    model = layer(3, 5, num_layers=2, bidirectional=True)
+    x = torch.randn(1, 4, 3)
+    alone_output, alone_state = model(x)
+    padded = torch.cat([x, torch.randn(1, 3, 3)], dim=1)  # garbage after the real tokens
+    output, state = model(padded, lengths=torch.tensor([4]))
+    assert close(output[:, :4], alone_output)
+    assert torch.equal(output[:, 4:], torch.zeros_like(output[:, 4:]))
+    assert close(state, alone_state)
+
+
+@pytest.mark.parametrize("cell, theirs", [(rnn_cell, nn.RNNCell), (gru_cell, nn.GRUCell), (lstm_cell, nn.LSTMCell)])
+def test_bidirectional_is_forward_plus_flipped_pass(cell, theirs):
+    torch.manual_seed(1)
+    forward, backward = theirs(3, 4), theirs(3, 4)
+    x = torch.randn(2, 5, 3)
+    zeros = torch.zeros(2, 4)
+    state = (zeros, zeros) if cell is lstm_cell else zeros
+    output, final_forward, final_backward = bidirectional_layer(
+        cell, x, state, state, cell_weights(forward), cell_weights(backward))
+    forward_output, forward_final = unroll(cell, x, state, cell_weights(forward))
+    flipped_output, flipped_final = unroll(cell, x.flip(1), state, cell_weights(backward))
+    assert close(output, torch.cat([forward_output, flipped_output.flip(1)], dim=-1))
+    assert close(final_forward, forward_final) and close(final_backward, flipped_final)
+
+
+def test_reverse_padded_keeps_padding_in_place():
+    x = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])[..., None]
+    reversed_x = reverse_padded(x, torch.tensor([3, 2]))
+    assert reversed_x[..., 0].tolist() == [[3, 2, 1, 0], [5, 4, 0, 0]]
+    assert torch.equal(reverse_padded(reversed_x, torch.tensor([3, 2])), x)  # an involution
+
+
+def test_layer_errors_name_the_expected_shape():
+    model = LSTM(3, 4)
+    with pytest.raises(ValueError, match=r"D = input_size = 3"):
+        model(torch.randn(2, 5, 7))
+    with pytest.raises(ValueError, match=r"x should have shape \(B, T, D\)"):
+        model(torch.randn(5, 3))
+    with pytest.raises(ValueError, match=r"between 1 and T=5"):
+        model(torch.randn(2, 5, 3), lengths=torch.tensor([0, 5]))
+    with pytest.raises(ValueError, match=r"\(h_0, c_0\)"):
+        model(torch.randn(2, 5, 3), torch.zeros(1, 2, 4))
+    with pytest.raises(ValueError, match=r"\(1, 2, 4\)"):
+        GRU(3, 4)(torch.randn(2, 5, 3), torch.zeros(1, 3, 4))
+
+
+def test_from_torch_refuses_what_it_cannot_copy():
+    with pytest.raises(ValueError, match="batch_first=False"):
+        LSTM.from_torch(nn.LSTM(3, 4))
+    with pytest.raises(TypeError, match="expects a GRU"):
+        GRU.from_torch(nn.LSTM(3, 4, batch_first=True))
+    with pytest.raises(ValueError, match="relu"):
+        RNN.from_torch(nn.RNN(3, 4, nonlinearity="relu", batch_first=True))
+
+
+def test_parameters_are_named_as_in_torch():
+    ours = LSTM(3, 4, num_layers=2, bidirectional=True)
+    theirs = nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+
+
+def test_layers_train_end_to_end():
+    torch.manual_seed(0)
+    model = GRU(2, 8)
+    x = torch.randn(16, 6, 2)
+    target = x[:, 0, :1]  # remember the first input across the sequence
+    head = nn.Linear(8, 1)
+    optimizer = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=0.05)
+    losses = []
+    for _ in range(60):
+        _, h_n = model(x)
+        loss = nn.functional.mse_loss(head(h_n[-1]), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+
+
+# --- sequence classification -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_classifier_pools_last_layer_final_states(cell, bidirectional):
+    torch.manual_seed(2)
+    config = ClassifierConfig(vocab_size=11, embedding_dim=5, hidden_size=4, cell=cell, num_layers=2,
+                              bidirectional=bidirectional)
+    model = SequenceClassifier(config)
+    reference = rnn.RECURRENT[cell].torch_class(5, 4, num_layers=2, bidirectional=bidirectional, batch_first=True)
+    reference.load_state_dict(model.encoder.state_dict())
+    tokens, lengths = torch.randint(1, 11, (3, 6)), torch.tensor([6, 2, 4])
+    _, state = torch_padded(reference, model.embedding(tokens), lengths)
+    h_n = state[0] if cell == "lstm" else state
+    pooled = torch.cat([h_n[-2], h_n[-1]], dim=-1) if bidirectional else h_n[-1]
+    assert close(model(tokens, lengths), model.head(pooled))
+
+
+def test_classifier_ignores_padding_tokens():
+    torch.manual_seed(3)
+    model = SequenceClassifier(ClassifierConfig(vocab_size=9, embedding_dim=4, hidden_size=3))
+    short = model(torch.tensor([[3, 4, 5]]), torch.tensor([3]))
+    padded = model(torch.tensor([[3, 4, 5, 0, 0], [1, 2, 3, 4, 5]]), torch.tensor([3, 5]))
+    assert close(padded[:1], short)
+
+
+def test_classifier_takes_a_students_cell():
+    calls = []
+
+    def counting_cell(*args):
+        calls.append(1)
+        return gru_cell(*args)
+
+    model = SequenceClassifier(ClassifierConfig(vocab_size=5, embedding_dim=2, hidden_size=2, cell="gru"),
+                               cell=counting_cell)
+    model(torch.tensor([[1, 2, 3]]), torch.tensor([3]))
+    assert len(calls) == 6  # 3 steps, 2 directions
+
+
+def test_classifier_config_errors():
+    with pytest.raises(ValueError, match="must be one of"):
+        SequenceClassifier(ClassifierConfig(vocab_size=5, cell="transformer"))
+    model = SequenceClassifier(ClassifierConfig(vocab_size=5))
+    with pytest.raises(ValueError, match=r"tokens should have shape \(B, T\)"):
+        classify(torch.tensor([1, 2]), torch.tensor([2]), model.embedding, model.encoder, model.head)
+
+
+def test_generator_makes_initialisation_reproducible():
+    config = ClassifierConfig(vocab_size=7)
+    first = SequenceClassifier(config, generator=torch.Generator().manual_seed(5))
+    second = SequenceClassifier(config, generator=torch.Generator().manual_seed(5))
+    third = SequenceClassifier(config, generator=torch.Generator().manual_seed(6))
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(first.parameters(), third.parameters()))
+    assert torch.equal(first.embedding.weight[0], torch.zeros(64))  # the padding row
