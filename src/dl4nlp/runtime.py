@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 SMOKE_VARIABLE = "DL4NLP_SMOKE"
 
@@ -27,6 +29,8 @@ def in_colab() -> bool:
 
 def get_device() -> torch.device:
     """cuda when a GPU is present, else cpu."""
+    import torch  # imported here so that instructor tools start without loading torch
+
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 

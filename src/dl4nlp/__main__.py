@@ -1,0 +1,5 @@
+"""`python -m dl4nlp ...` is the `dl4nlp` command."""
+
+from dl4nlp.cli import main
+
+raise SystemExit(main())
