@@ -30,7 +30,8 @@ release: $(STAMP)
 
 # Re-pin requirements.txt from the current environment.
 lock: $(STAMP)
-	$(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu$$//' | grep -v '^dl4nlp' > requirements.txt
+	{ grep '^#' requirements.txt; $(BIN)/python -m pip freeze --exclude-editable | sed 's/+cpu$$//' | grep -v '^dl4nlp'; } > requirements.tmp
+	mv requirements.tmp requirements.txt
 
 clean:
 	rm -rf _build .pytest_cache

@@ -63,9 +63,9 @@ def lstm_cell(x: Tensor, state: tuple[Tensor, Tensor], weight_ih: Tensor, weight
     Returns: (h', c'), each (B, H).
     Matches: torch.nn.LSTMCell(D, H) with the same weights.
     """
-    h, c = state
     check_shapes("lstm_cell", weight_ih=(weight_ih, "4H D"), weight_hh=(weight_hh, "4H H"), bias_ih=(bias_ih, "4H"),
-                 bias_hh=(bias_hh, "4H"), x=(x, "B D"), h=(h, "B H"), c=(c, "B H"))
+                 bias_hh=(bias_hh, "4H"), x=(x, "B D"), h=(state[0], "B H"), c=(state[1], "B H"))
+    h, c = state
     gates = x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh  # (B, 4H)
     i, f, g, o = gates.chunk(4, dim=1)  # each (B, H)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)  # (B, H)
