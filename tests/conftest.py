@@ -18,3 +18,23 @@ ROOT = Path(__file__).resolve().parent.parent
 def root() -> Path:
     """The repository root."""
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def book_html(tmp_path_factory) -> Path:
+    """The built book's _build/html: $DL4NLP_BOOK_HTML, or one smoke build per test session
+    through the same code path as `make book` (`dl4nlp book`)."""
+    from dl4nlp.cli import build_book
+
+    given = os.environ.get("DL4NLP_BOOK_HTML")
+    if given:
+        html = Path(given).resolve()
+        if not (html / "search.html").is_file():
+            pytest.fail(f"DL4NLP_BOOK_HTML={given} is not a built book (no search.html)")
+        return html
+    out = tmp_path_factory.mktemp("book")
+    code = build_book(ROOT, smoke=True, output=out)
+    html = out / "_build" / "html"
+    if code != 0 or not (html / "search.html").is_file():
+        pytest.fail(f"the book build failed (exit {code}); its log is in the captured output above")
+    return html

@@ -15,6 +15,7 @@ is any size.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -22,7 +23,8 @@ from torch import Tensor
 _DIM = re.compile(r"^(\d*)([A-Za-z_][A-Za-z_0-9]*)$|^(\d+)$|^\*$")
 
 
-def _parse(pattern: str) -> list[tuple[int, str | None]]:
+@lru_cache(maxsize=256)  # patterns are few; cells check them at every time step
+def _parse(pattern: str) -> tuple[tuple[int, str | None], ...]:
     """Split "4H D" into [(4, "H"), (1, "D")]; a fixed size is (n, None), "*" is (0, None)."""
     dims = []
     for token in pattern.split():
@@ -36,10 +38,10 @@ def _parse(pattern: str) -> list[tuple[int, str | None]]:
             dims.append((int(fixed), None))
         else:
             dims.append((0, None))
-    return dims
+    return tuple(dims)
 
 
-def _expected(dims: list[tuple[int, str | None]], sizes: dict[str, int]) -> tuple[str, str]:
+def _expected(dims: tuple[tuple[int, str | None], ...], sizes: dict[str, int]) -> tuple[str, str]:
     """Render the expected shape with letters, e.g. "(4H, D)", and with numbers, e.g. "(32, 5)"."""
     letters, numbers = [], []
     for multiple, letter in dims:

@@ -8,9 +8,10 @@ One source of truth:
   keeps the signature, the docstring and the leading ``check_*`` lines.
 - The repository URL and branch live in ``_config.yml``; cells tagged
   ``dl4nlp-setup`` (install cell) and ``dl4nlp-badge`` (Open in Colab badge)
-  are rendered from them.
+  are rendered from them, and every other Open-in-Colab address in markdown
+  (cells, book pages, the README) is rewritten to point at them.
 
-`sync_notebook` rewrites those cells; the tests assert that it changes nothing.
+`sync_notebook` and `sync_markdown` rewrite those; the tests assert that they change nothing.
 Instructor tooling: imported by the `dl4nlp` command, never by student code.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import re
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -69,6 +71,29 @@ def badge_cell_source(root: Path, notebook: Path) -> str:
     """A markdown cell with the Open in Colab badge for this notebook."""
     return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
             f"({colab_url(root, notebook)})")
+
+
+_COLAB_ADDRESS = re.compile(r"https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w./-]+?/"
+                            r"(?=(?:book|assignments|solutions)/)")
+
+
+_CLONE_ADDRESS = re.compile(r"(?<=git clone )https://github\.com/[\w.-]+/[\w.-]+?\.git")
+
+
+def retarget_colab_links(text: str, root: Path) -> str:
+    """Point every Open-in-Colab address and `git clone` command at the configured repository and branch."""
+    url, branch = repository(root)
+    prefix = f"https://colab.research.google.com/github/{url.split('github.com/', 1)[1]}/blob/{branch}/"
+    return _CLONE_ADDRESS.sub(f"{url}.git", _COLAB_ADDRESS.sub(prefix, text))
+
+
+def sync_markdown(path: Path, root: Path) -> bool:
+    """Rewrite the Open-in-Colab addresses of a markdown file in place; True if it changed."""
+    text = path.read_text()
+    new = retarget_colab_links(text, root)
+    if new != text:
+        path.write_text(new)
+    return new != text
 
 
 def solution_cell_source(function: Callable[..., Any]) -> str:
@@ -134,6 +159,8 @@ def sync_notebook(path: Path, root: Path) -> bool:
             new = setup_cell_source(root)
         elif BADGE_TAG in tags:
             new = badge_cell_source(root, _published_notebook(path, root))
+        elif cell.cell_type == "markdown":
+            new = retarget_colab_links(cell.source, root)
         else:
             continue
         if cell.source != new:
@@ -154,3 +181,8 @@ def _published_notebook(path: Path, root: Path) -> Path:
 def course_notebooks(root: Path) -> list[Path]:
     """The notebooks that `sync` maintains: instructor notebooks and book pages."""
     return sorted([*root.glob("solutions/*/*.ipynb"), *root.glob("book/**/*.ipynb")])
+
+
+def course_markdown(root: Path) -> list[Path]:
+    """The markdown files whose Colab links `sync` maintains: book pages and the README."""
+    return sorted([*root.glob("book/**/*.md"), root / "README.md"])

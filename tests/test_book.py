@@ -1,0 +1,96 @@
+"""The book build: every page executes offline, outputs reach the HTML, nothing private is published,
+and a build with an error fails — also when it is run again."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from dl4nlp.cli import build_book
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections"))
+            for part in entry.get("parts", []):
+                walk(part.get("chapters"))
+
+    walk(toc.get("chapters"))
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    return files
+
+
+NOTEBOOK_PAGES = [f for f in toc_files() if (ROOT / f"{f}.ipynb").is_file()]
+
+
+@pytest.mark.slow
+def test_every_toc_page_is_built(book_html):
+    for page in toc_files():
+        assert (book_html / f"{page}.html").is_file(), page
+
+
+@pytest.mark.slow
+def test_private_notebooks_are_not_published(book_html):
+    published = {p.relative_to(book_html).parts[0] for p in book_html.rglob("*.html")}
+    assert not published & {"solutions", "assignments", "tests", "src"}
+    assert not list(book_html.rglob("*BEGIN SOLUTION*"))
+    for page in book_html.rglob("*.html"):
+        assert "### BEGIN SOLUTION" not in page.read_text(errors="ignore"), page
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", NOTEBOOK_PAGES)
+def test_notebook_pages_show_executed_outputs(book_html, page):
+    html = (book_html / f"{page}.html").read_text()
+    source = nbformat.read(ROOT / f"{page}.ipynb", as_version=4)
+    code_cells = [c for c in source.cells if c.cell_type == "code"]
+    assert html.count('class="cell_output') >= len(code_cells) // 2, "too few executed outputs"
+    assert "Traceback" not in html and "NotImplementedError" not in html
+    executed = json.loads((book_html.parent / "jupyter_execute" / f"{page}.ipynb").read_text()) \
+        if (book_html.parent / "jupyter_execute" / f"{page}.ipynb").is_file() else None
+    if executed is not None:
+        assert all(c.get("execution_count") for c in executed["cells"] if c["cell_type"] == "code")
+
+
+@pytest.mark.slow
+def test_rnn_chapter_has_figures_and_a_saved_widget(book_html):
+    html = (book_html / "book" / "rnn.html").read_text()
+    assert len(re.findall(r"<figure", html)) >= 5  # the lecture's diagrams and a training curve
+    assert "application/vnd.jupyter.widget-state+json" in html  # widget state saved in the page
+    assert "application/vnd.jupyter.widget-view+json" in html
+
+
+def test_a_failing_cell_fails_the_build_every_time(tmp_path):
+    """A cell error fails the build; the rebuild after it fails too (no stale cache hides it)."""
+    for name in ("_config.yml", "nbgrader_config.py"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "book" / "_ext", tmp_path / "book" / "_ext")
+    shutil.copytree(ROOT / "book" / "_static", tmp_path / "book" / "_static")
+    shutil.copytree(ROOT / "scripts", tmp_path / "scripts")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/broken\n")
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n\nA test book.\n")
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.cells = [nbformat.v4.new_markdown_cell("# Broken"),
+                      nbformat.v4.new_code_cell("raise ValueError('this page is broken')")]
+    nbformat.write(notebook, tmp_path / "book" / "broken.ipynb")
+    assert build_book(tmp_path, smoke=True) != 0
+    assert build_book(tmp_path, smoke=True) != 0
+    notebook.cells[1].source = "print('fixed')"
+    nbformat.write(notebook, tmp_path / "book" / "broken.ipynb")
+    assert build_book(tmp_path, smoke=True) == 0

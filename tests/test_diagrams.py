@@ -1,0 +1,140 @@
+"""The book's figures: each drawing function returns a complete Figure with the labels the
+text refers to, and every figure cell of a book page has a caption, a name and alt text."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import io
+import pkgutil
+import re
+from pathlib import Path
+
+import matplotlib
+import nbformat
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+import dl4nlp.diagrams  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Words each figure must show (case-insensitive substrings of its texts). A new figure
+# function fails `test_every_figure_has_expected_labels` until it is listed here.
+EXPECTED_LABELS = {
+    "rnn.unit_comparison": ["feedforward", "vanilla RNN", "LSTM", "GRU", "c}_{t-1}"],
+    "rnn.unrolled_rnn": ["RNN", "h}_{0}", "x}_{1}", "same weights"],
+    "rnn.lstm_cell": ["forget", "add", "output", "candidate", "tanh", "c}_{t-1}", "h}_{t-1}"],
+    "rnn.gru_cell": ["reset", "update", "candidate", "tanh", "1−", "h}_{t-1}"],
+    "rnn.bidirectional_rnn": ["forward", "backward", "overrightarrow", "overleftarrow", "y}_{1}"],
+    "rnn.bidirectional_classifier": ["linear", "softmax", "last word", "first word", "P(positive)"],
+}
+MIN_ARTISTS = 15  # patches + texts: a figure with fewer has lost its content
+
+
+def _chapter_modules() -> list[str]:
+    return [name for _, name, _ in pkgutil.iter_modules(dl4nlp.diagrams.__path__)]
+
+
+def _figure_functions() -> dict[str, object]:
+    functions = {}
+    for module_name in _chapter_modules():
+        module = importlib.import_module(f"dl4nlp.diagrams.{module_name}")
+        for name, function in inspect.getmembers(module, inspect.isfunction):
+            if function.__module__ == module.__name__ and not name.startswith("_"):
+                functions[f"{module_name}.{name}"] = function
+    return functions
+
+
+FUNCTIONS = _figure_functions()
+
+
+def _texts(figure: Figure) -> list[str]:
+    return [artist.get_text() for artist in figure.findobj(Text) if artist.get_text()]
+
+
+def test_there_are_figures() -> None:
+    assert "rnn.lstm_cell" in FUNCTIONS and len(FUNCTIONS) >= 5
+
+
+def test_every_figure_has_expected_labels() -> None:
+    missing = sorted(set(FUNCTIONS) - set(EXPECTED_LABELS))
+    assert not missing, f"list the labels of these figures in EXPECTED_LABELS: {missing}"
+    stale = sorted(set(EXPECTED_LABELS) - set(FUNCTIONS))
+    assert not stale, f"EXPECTED_LABELS names figures that no longer exist: {stale}"
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_figure_is_complete(name: str) -> None:
+    open_before = plt.get_fignums()
+    figure = FUNCTIONS[name]()
+    try:
+        assert isinstance(figure, Figure), f"{name} should return a matplotlib Figure, got {type(figure)}"
+        assert plt.get_fignums() == open_before, f"{name} left a pyplot figure open (build it with Figure())"
+        (ax,) = figure.axes
+        artists = len(ax.patches) + len(_texts(figure))
+        assert artists >= MIN_ARTISTS, f"{name} draws only {artists} patches and texts"
+        texts = " | ".join(_texts(figure)).lower()
+        for word in EXPECTED_LABELS.get(name, []):
+            assert word.lower() in texts, f"{name} should show {word!r}; its texts are: {texts}"
+        width, height = figure.get_size_inches()
+        assert 5 <= width <= 10 and height <= 7, f"{name} is {width:.1f} x {height:.1f} in, too big for a page"
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        assert buffer.getvalue().startswith(b"\x89PNG")
+    finally:
+        plt.close(figure)  # a no-op for a Figure() outside pyplot; closes it if a function used pyplot
+    assert plt.get_fignums() == open_before
+
+
+def test_figure_functions_are_deterministic() -> None:
+    """Same call, same drawing: no random layout that would change the book between builds."""
+    first, second = FUNCTIONS["rnn.lstm_cell"](), FUNCTIONS["rnn.lstm_cell"]()
+    assert _texts(first) == _texts(second)
+    assert [p.get_extents().bounds for p in first.axes[0].patches] == \
+        [p.get_extents().bounds for p in second.axes[0].patches]
+
+
+# --- figure cells of the book's pages ---------------------------------------------------
+
+BOOK_NOTEBOOKS = sorted((ROOT / "book").glob("**/*.ipynb"))
+NUMREF = re.compile(r"\{numref\}`(?:[^`<]*<)?([\w-]+)>?`")
+DIAGRAM_CALL = re.compile(r"diagrams(?:\.\w+)+\(")  # rnn_diagrams.lstm_cell(), dl4nlp.diagrams.rnn.gru_cell()
+
+
+def _figure_cells(path: Path) -> list[nbformat.NotebookNode]:
+    """Code cells that draw a course diagram or carry a figure caption."""
+    notebook = nbformat.read(path, as_version=4)
+    return [cell for cell in notebook.cells if cell.cell_type == "code"
+            and ("figure" in cell.metadata.get("mystnb", {}) or DIAGRAM_CALL.search(cell.source))]
+
+
+def test_book_has_notebook_pages() -> None:
+    assert BOOK_NOTEBOOKS, "no notebooks under book/"
+
+
+@pytest.mark.parametrize("path", BOOK_NOTEBOOKS, ids=lambda path: path.name)
+def test_figure_cells_have_caption_name_and_alt_text(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    text = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
+    referenced = set(NUMREF.findall(text))
+    for cell in _figure_cells(path):
+        where = f"{path.name}, cell {cell.get('id', '?')} ({cell.source.strip()[:40]!r})"
+        if DIAGRAM_CALL.search(cell.source):  # the drawing code is not the lesson: hide it
+            assert "remove-input" in cell.metadata.get("tags", []), f"{where}: tag it remove-input"
+        figure = cell.metadata.get("mystnb", {}).get("figure", {})
+        image = cell.metadata.get("mystnb", {}).get("image", {})
+        assert len(figure.get("caption", "").strip()) >= 20, f"{where}: mystnb.figure.caption is missing or short"
+        assert re.fullmatch(r"fig-[a-z0-9-]+", figure.get("name", "")), f"{where}: mystnb.figure.name fig-..."
+        assert len(image.get("alt", "").strip()) >= 40, f"{where}: mystnb.image.alt should describe the figure"
+        assert figure["name"] in referenced, f"{where}: no {{numref}}`{figure['name']}` in the text"
+
+
+def test_figure_names_are_unique_across_the_book() -> None:
+    names = [cell.metadata["mystnb"]["figure"]["name"] for path in BOOK_NOTEBOOKS for cell in _figure_cells(path)
+             if "name" in cell.metadata.get("mystnb", {}).get("figure", {})]
+    assert len(names) == len(set(names)), f"figure names repeat: {sorted(names)}"
