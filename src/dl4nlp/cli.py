@@ -1,7 +1,8 @@
 """The `dl4nlp` command: instructor and contributor tooling.
 
     dl4nlp release [ASSIGNMENT]                     regenerate assignments/ from solutions/ (nbgrader)
-    dl4nlp autograde ASSIGNMENT SUBMISSIONS_DIR --out grades.csv
+    dl4nlp autograde ASSIGNMENT SUBMISSIONS_DIR --out grades.csv [--jobs N] [--feedback DIR]
+    dl4nlp feedback ASSIGNMENT SUBMISSIONS_DIR --out DIR [--hide-hidden]
     dl4nlp sync                                     re-derive solution, setup and badge cells
     dl4nlp book [--smoke] [--output DIR]            build the book: every page executed, offline, on the CPU
 
@@ -27,24 +28,65 @@ def _release(args: argparse.Namespace, root: Path) -> int:
     return 0
 
 
-def _autograde(args: argparse.Namespace, root: Path) -> int:
+def _grade(args: argparse.Namespace, root: Path, csv_path: Path | None, feedback: Path | None) -> int:
     from dl4nlp import grading
+    from dl4nlp.grader.batch import grade_folder
+    from dl4nlp.grader.feedback import write_feedback
+    from dl4nlp.grader.sandbox import Limits
 
     start = time.perf_counter()
-    rows = grading.autograde(root, args.assignment, Path(args.submissions).resolve())
-    grading.write_csv(rows, Path(args.out))
-    for row in rows:
-        print(f"{row.student:<20} {row.score:>5g}/{row.max_score:g}  {row.status}")
-    print(f"{len(rows)} submissions graded in {time.perf_counter() - start:.1f} s -> {args.out}")
+    limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.timeout, memory_mb=args.memory_mb)
+    submissions = Path(args.submissions).resolve()
+
+    def progress(report) -> None:
+        print(f"{report.student:<24} {report.score:>5g}/{report.max_score:g}  {report.status}", flush=True)
+
+    hidden = [path.resolve().parent if path.suffix else path.resolve() for path in (csv_path, feedback) if path]
+    batch = grade_folder(root, args.assignment, submissions, jobs=args.jobs, limits=limits, hidden=hidden,
+                         progress=progress)
+    for warning in batch.warnings:
+        print(f"dl4nlp {args.command}: warning: {warning}", file=sys.stderr)
+    if csv_path is not None:
+        grading.write_csv([grading.row(report) for report in batch.reports], csv_path)
+    if feedback is not None:
+        write_feedback(batch.reports, feedback, args.hide_hidden)
+    seconds = time.perf_counter() - start
+    rate = len(batch.reports) / seconds * 60 if seconds else 0.0
+    written = " and ".join(str(p) for p in (csv_path, feedback) if p is not None)
+    print(f"{len(batch.reports)} submissions graded in {seconds:.1f} s ({rate:.0f} per minute, {args.jobs} job(s), "
+          f"{batch.mode}) -> {written}")
     return 0
 
 
+def _autograde(args: argparse.Namespace, root: Path) -> int:
+    return _grade(args, root, Path(args.out), Path(args.feedback) if args.feedback else None)
+
+
+def _feedback(args: argparse.Namespace, root: Path) -> int:
+    return _grade(args, root, None, Path(args.out))
+
+
+def _grading_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("assignment")
+    parser.add_argument("submissions", help="folder with one folder per student holding the released notebook")
+    parser.add_argument("--jobs", type=int, default=1, help="submissions graded in parallel (default: 1)")
+    parser.add_argument("--hide-hidden", action="store_true",
+                        help="feedback says what failed but not on which of the grader's cases")
+    parser.add_argument("--cell-timeout", type=float, default=120.0,
+                        help="seconds per notebook cell and per graded function (default: 120)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per notebook (default: 600)")
+    parser.add_argument("--memory-mb", type=int, default=4096, help="memory per submission in MiB (default: 4096)")
+
+
 def _sync(args: argparse.Namespace, root: Path) -> int:
-    from dl4nlp.notebooks import course_notebooks, sync_notebook
+    from dl4nlp.notebooks import course_markdown, course_notebooks, sync_markdown, sync_notebook
 
     for notebook in course_notebooks(root):
         if sync_notebook(notebook, root):
             print(f"updated {notebook.relative_to(root)}")
+    for page in course_markdown(root):
+        if sync_markdown(page, root):
+            print(f"updated {page.relative_to(root)}")
     return 0
 
 
@@ -64,6 +106,8 @@ def build_book(root: Path, *, smoke: bool = False, output: Path | None = None) -
     if output is not None:
         command += ["--path-output", str(output)]
     start = time.perf_counter()
+    # The widget manager comes from the npm registry, so the built book serves it itself.
+    subprocess.run(["sh", str(root / "scripts" / "fetch_widget_manager.sh")], check=True)
     code = subprocess.run(command, env=environment).returncode
     print(f"book build {'succeeded' if code == 0 else 'FAILED'} in {time.perf_counter() - start:.0f} s")
     return code
@@ -76,10 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     release.add_argument("assignment", nargs="?", help="one assignment (default: all)")
     release.set_defaults(run=_release)
     grade = commands.add_parser("autograde", help="autograde a folder of submissions into a CSV")
-    grade.add_argument("assignment")
-    grade.add_argument("submissions", help="folder with one folder per student holding the released notebook")
+    _grading_options(grade)
     grade.add_argument("--out", default="grades.csv", help="CSV to write (default: grades.csv)")
+    grade.add_argument("--feedback", help="also write one HTML feedback page per student into this folder")
     grade.set_defaults(run=_autograde)
+    feedback = commands.add_parser("feedback", help="grade a folder of submissions into HTML feedback pages")
+    _grading_options(feedback)
+    feedback.add_argument("--out", required=True, help="folder for the pages, one per student")
+    feedback.set_defaults(run=_feedback)
     sync = commands.add_parser("sync", help="re-derive solution, setup and badge cells from the package and _config.yml")
     sync.set_defaults(run=_sync)
     book = commands.add_parser("book", help="build the book into _build/html")

@@ -1,13 +1,18 @@
-"""Release and autograde assignments with nbgrader, one CSV row per student.
+"""Release assignments with nbgrader; autograde a folder of submissions into one CSV row per entry.
 
 Instructor tooling (needs the `instructor` extra: nbgrader); students never import it.
 
 Layout: the instructor notebooks are `solutions/<assignment>/*.ipynb` (nbgrader's
 source), the student notebooks `assignments/<assignment>/*.ipynb` (its release).
 A submissions folder holds one folder per student with the notebook under its
-released name, e.g. `alice/rnn.ipynb`. Grading works in a scratch course folder,
-so the repository, its gradebook and the submissions folder are never changed,
-and running it twice gives the same CSV.
+released name, e.g. `alice/rnn.ipynb`.
+
+Releasing runs nbgrader's generate_assignment. Grading does not run nbgrader: each
+submission runs contained (`dl4nlp.grader`), its graded functions are called on cases
+drawn at grading time, and their outputs are compared with the reference in the
+grader's own process. Points come from the instructor notebook's test cells. The
+repository and the submissions folder are never changed (apart from the course secret
+`.grading-secret`, made once), and running it twice gives the same CSV.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from __future__ import annotations
 import csv
 import os
 import re
-import shutil
 import sys
 import tempfile
 import warnings
@@ -23,21 +27,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nbformat
-from nbgrader.api import Gradebook
-from nbgrader.apps import NbGraderAPI
-from traitlets.config import Config
-from traitlets.config.loader import PyFileConfigLoader
+if TYPE_CHECKING:
+    from traitlets.config import Config
 
-from dl4nlp.runtime import SMOKE_VARIABLE
+    from dl4nlp.grader.sandbox import Limits
 
-GRADING_ENVIRONMENT = {SMOKE_VARIABLE: "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
 # nbgrader runs `alembic` and kernels from PATH: put this environment's bin/ first.
 NBGRADER_PATH = {"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-# nbgrader 0.9 triggers SQLAlchemy autoflush warnings on every autograde: noise for instructors.
+# nbgrader 0.9 triggers SQLAlchemy autoflush warnings: noise for instructors.
 warnings.filterwarnings("ignore", message=r".*not in session.*", module=r"nbgrader\..*")
-_STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
 
 
 @dataclass(frozen=True)
@@ -48,16 +48,20 @@ class GradeRow:
     assignment: str
     score: float
     max_score: float
-    status: str  # "graded", or what went wrong: "missing", "invalid", "error"
+    # "graded"; "reference" (a part used dl4nlp's reference and scored 0); or what went wrong:
+    # "missing", "invalid", "timeout", "memory", "processes", "crashed", "error"
+    status: str
     detail: str
 
 
 class GradingError(RuntimeError):
-    """nbgrader could not release or prepare an assignment (an instructor-side problem)."""
+    """An assignment cannot be released or graded as it is (an instructor-side problem)."""
 
 
 def nbgrader_config(root: Path, course_dir: Path) -> Config:
     """The repository's nbgrader_config.py, pointed at `course_dir`."""
+    from traitlets.config.loader import PyFileConfigLoader
+
     config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     config.CourseDirectory.root = str(course_dir)
     config.CourseDirectory.db_url = f"sqlite:///{course_dir / 'gradebook.db'}"
@@ -78,6 +82,8 @@ def _check_assignment(root: Path, assignment: str) -> None:
 
 def release(root: Path, assignment: str) -> list[Path]:
     """Regenerate assignments/<assignment>/ from solutions/<assignment>/ with nbgrader; return its notebooks."""
+    from nbgrader.apps import NbGraderAPI
+
     _check_assignment(root, assignment)
     with tempfile.TemporaryDirectory() as scratch:
         config = nbgrader_config(root, root)
@@ -110,91 +116,53 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def autograde(root: Path, assignment: str, submissions: Path) -> list[GradeRow]:
-    """Grade every student folder in `submissions` with nbgrader; one row per student folder.
+def autograde(root: Path, assignment: str, submissions: Path, *, jobs: int = 1, limits: Limits | None = None,
+              feedback: Path | None = None, hide_hidden: bool = False) -> list[GradeRow]:
+    """Grade every entry of `submissions`: one row each, sorted by name; optionally one HTML page each.
 
-    Runs in smoke mode and offline. A submission that is missing, is not a notebook or
-    breaks nbgrader gets a row with that status and zero points; the batch goes on.
+    A submission that is missing, unreadable, hostile or broken gets its row with a status
+    and zero points for what it could not show; the batch goes on. Warnings (no sandbox)
+    are issued with `warnings.warn`.
     """
+    from dl4nlp.grader.batch import grade_folder
+    from dl4nlp.grader.feedback import write_feedback
+    from dl4nlp.grader.sandbox import Limits
+
     _check_assignment(root, assignment)
-    if not submissions.is_dir():
-        raise GradingError(f"submissions folder {submissions} does not exist")
-    released = sorted(p.name for p in (root / "solutions" / assignment).glob("*.ipynb"))
-    with tempfile.TemporaryDirectory(prefix="dl4nlp-grading-") as scratch, _environment({**GRADING_ENVIRONMENT, **NBGRADER_PATH}):
-        course = Path(scratch)
-        shutil.copytree(root / "solutions" / assignment, course / "solutions" / assignment,
-                        ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-        api = NbGraderAPI(config=nbgrader_config(root, course))
-        result = api.generate_assignment(assignment, force=True)
-        if not result["success"]:
-            raise GradingError(f"could not prepare {assignment}:\n{_errors(result)}")
-        with Gradebook(api.coursedir.db_url) as gradebook:
-            max_score = gradebook.find_assignment(assignment).max_score
-        rows = []
-        for folder in sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            rows.append(_grade_student(api, course, assignment, folder, released, max_score))
-    return rows
+    batch = grade_folder(root, assignment, submissions, jobs=jobs, limits=limits or Limits(),
+                         hidden=[feedback] if feedback else [])
+    for message in batch.warnings:
+        warnings.warn(message, stacklevel=2)
+    if feedback is not None:
+        write_feedback(batch.reports, feedback, hide_hidden)
+    return [row(report) for report in batch.reports]
 
 
-def _grade_student(api: NbGraderAPI, course: Path, assignment: str, folder: Path,
-                   released: list[str], max_score: float) -> GradeRow:
-    student = folder.name
-
-    def row(status: str, detail: str, score: float = 0.0) -> GradeRow:
-        return GradeRow(student, assignment, score, max_score, status, detail)
-
-    if not _STUDENT_ID.match(student):
-        return row("invalid", f"folder name {student!r} is not a usable student id "
-                              "(letters, digits, '_', '.', '@', '-')")
-    missing = [name for name in released if not (folder / name).is_file()]
-    if missing:
-        found = ", ".join(sorted(p.name for p in folder.iterdir())) or "nothing"
-        return row("missing", f"expected {', '.join(missing)} in {student}/, found {found}")
-    target = course / "submitted" / student / assignment
-    target.mkdir(parents=True)
-    for name in released:
-        try:
-            notebook = nbformat.read(folder / name, as_version=4)
-        except Exception as error:  # not JSON, not a notebook
-            return row("invalid", f"{name} is not a readable notebook ({type(error).__name__}: {error}); "
-                                  "download it again with File > Download > .ipynb")
-        nbformat.write(notebook, target / name)
-    result = api.autograde(assignment, student, force=True, create=True)
-    if not result["success"]:
-        error = (result.get("error") or result.get("log") or "unknown error").strip().splitlines()
-        return row("error", f"nbgrader could not grade the submission: {error[-1] if error else ''}")
-    return _graded_row(api, course, assignment, student, max_score)
-
-
-def _graded_row(api: NbGraderAPI, course: Path, assignment: str, student: str, max_score: float) -> GradeRow:
-    """Score from the gradebook; detail lists every part, with the error of each failed test cell."""
-    failures = {}
-    for path in (course / "autograded" / student / assignment).glob("*.ipynb"):
-        for cell in nbformat.read(path, as_version=4).cells:
-            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-            for output in cell.get("outputs", []):
-                if output.get("output_type") == "error" and grade_id:
-                    failures[grade_id] = f"{output.get('ename')}: {output.get('evalue', '')}".strip()[:300]
-    with Gradebook(api.coursedir.db_url) as gradebook:
-        submission = gradebook.find_submission(assignment, student)
-        score = submission.score
-        parts = []
-        for notebook in submission.notebooks:
-            for grade in sorted(notebook.grades, key=lambda g: g.name):
-                text = f"{grade.name} {grade.score:g}/{grade.max_score:g}"
-                if grade.name in failures:
-                    text += f" ({failures[grade.name]})"
-                parts.append(text)
-    return GradeRow(student, assignment, score, max_score, "graded", "; ".join(parts))
+def row(report: object) -> GradeRow:
+    """The CSV row of a `dl4nlp.grader.batch.Report`."""
+    return GradeRow(report.student, report.assignment, report.score, report.max_score, report.status,
+                    report.detail())
 
 
 def write_csv(rows: list[GradeRow], path: Path) -> None:
-    """Write grades.csv with the columns student, assignment, score, max_score, status, detail."""
+    """Write grades.csv (student, assignment, score, max_score, status, detail) atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    with temporary.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow([field.name for field in fields(GradeRow)])
-        for row in rows:
-            writer.writerow(astuple(row))
-    temporary.replace(path)  # never a half-written CSV
+    handle = tempfile.NamedTemporaryFile("w", newline="", dir=path.parent, prefix=f".{path.name}.", delete=False)
+    try:
+        with handle:
+            writer = csv.writer(handle)
+            writer.writerow([field.name for field in fields(GradeRow)])
+            for grade in rows:
+                writer.writerow([_cell(value) for value in astuple(grade)])
+        os.replace(handle.name, path)  # never a half-written CSV
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def _cell(value: object) -> object:
+    """A CSV field that a spreadsheet shows as text: no control characters, no leading formula sign."""
+    if not isinstance(value, str):
+        return value
+    value = re.sub(r"[\x00-\x1f\x7f]", " ", value)
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value

@@ -1,0 +1,410 @@
+"""Grade a folder of submissions: one report per entry, N at a time, nothing trusted but outputs.
+
+For each entry of the submissions folder (a student's folder, or anything else that lies
+there) the grader reads the notebook, draws the cases of every part from a seed that
+depends on a course secret, the assignment, the student and the part, runs the submission
+in the sandbox, and compares what came back with the reference's outputs computed here.
+A part scores its points only if every case matches and the reference was not used.
+Per-student results do not depend on the number of jobs or the order of grading.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import queue
+import secrets
+import shutil
+import tempfile
+import threading
+from base64 import b64decode
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from dl4nlp.assessment import Case, Outcome, Verdict, generator, judge, plain
+from dl4nlp.grader.course import Course, GradingError, load_course, trapped_package
+from dl4nlp.grader.sandbox import UID_BASE, Limits, Run, Sandbox, Worker
+from dl4nlp.grader.submission import InvalidSubmission, Submission, read_submission, reference_uses
+
+MAX_LISTED = 20  # notes and cell errors kept per submission
+SECRET_FILE = ".grading-secret"
+SECRET_VARIABLE = "DL4NLP_GRADING_SECRET"
+STATUS_WORDS = {
+    "timeout": "ran past its time limit",
+    "memory": "ran out of memory",
+    "processes": "started too many processes",
+}
+
+
+@dataclass
+class PartResult:
+    name: str
+    points: float
+    max_points: float
+    message: str = ""  # why it lost its points, with the failing case
+    summary: str = ""  # the same without the case (feedback that hides hidden cases)
+    reference: str = ""  # how it used the reference, if it did
+
+
+@dataclass
+class Report:
+    """Everything the grader found out about one entry of the submissions folder."""
+
+    student: str
+    assignment: str
+    max_score: float
+    status: str = "graded"
+    problem: str = ""  # for statuses other than graded: what happened, what to fix
+    parts: list[PartResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    cell_errors: list[tuple[int, str, tuple[str, ...]]] = field(default_factory=list)  # (cell, error, defines)
+
+    @property
+    def score(self) -> float:
+        return float(sum(part.points for part in self.parts))
+
+    def detail(self, limit: int = 2000) -> str:
+        pieces = [self.problem] if self.problem else []
+        for part in self.parts:
+            text = f"test_{part.name} {part.points:g}/{part.max_points:g}"
+            pieces.append(text + (f" ({part.message})" if part.message else ""))
+        pieces += self.notes
+        pieces += [f"cell {index} ({', '.join(defines)}) raised {error}" for index, error, defines in self.cell_errors
+                   if defines]
+        text = " ".join("; ".join(pieces).split())  # one line: no newlines or tabs from student text
+        return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def course_secret(root: Path) -> str:
+    """The secret mixed into every seed: $DL4NLP_GRADING_SECRET, else .grading-secret (made once, git-ignored)."""
+    if os.environ.get(SECRET_VARIABLE):
+        return os.environ[SECRET_VARIABLE]
+    path = root / SECRET_FILE
+    if not path.is_file():
+        path.write_text(secrets.token_hex(16) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+class Grader:
+    """One grading run: the course, the sandbox and a scratch folder, shared by all jobs."""
+
+    def __init__(self, root: Path, assignment: str, submissions: Path, limits: Limits,
+                 hidden: list[Path] = ()) -> None:
+        self.course: Course = load_course(root, assignment)
+        self.submissions, self.limits = submissions, limits
+        self.secret = course_secret(root)
+        self.scratch = Path(tempfile.mkdtemp(prefix="dl4nlp-grading-"))
+        names = list(self.course.points)
+        package = trapped_package(self.scratch / "package", self.course.assessment.module, names)
+        self.sandbox = Sandbox(package, self.scratch, [root, submissions, *hidden], limits,
+                               self.course.assessment.module, list(self.course.imports))
+        self._uids = iter(range(UID_BASE + secrets.randbelow(10**6) * 1000, UID_BASE + 2 * 10**9))
+        self._lock = threading.Lock()
+        self._workers: list[Worker] = []
+        self._idle: queue.Queue[Worker] = queue.Queue()
+
+    def start_workers(self, jobs: int) -> None:
+        """Start the workers in the background (each imports torch once: seconds).
+
+        Where every submission gets a user id of its own, one worker runs all `jobs` at once;
+        elsewhere each job gets a worker (its own sandbox) of its own.
+        """
+        shared = self.sandbox.drops_user
+        for _ in range(1 if shared else jobs):
+            worker = Worker(self.sandbox)
+            self._workers.append(worker)
+            threading.Thread(target=self._warm_up, args=(worker, jobs if shared else 1), daemon=True).start()
+
+    def _warm_up(self, worker: Worker, users: int) -> None:
+        try:
+            worker.start()
+        except RuntimeError:
+            pass  # it tries again on its first submission, whose row then says why it failed
+        for _ in range(users):
+            self._idle.put(worker)
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def entries(self) -> list[Path]:
+        """Every entry of the submissions folder except hidden ones (.DS_Store, .ipynb_checkpoints)."""
+        return sorted(p for p in self.submissions.iterdir() if not p.name.startswith("."))
+
+    # --- one entry ------------------------------------------------------------------------------
+
+    def grade(self, entry: Path) -> Report:
+        """The report of one entry of the submissions folder; never raises."""
+        report = Report(entry.name, self.course.assignment, self.course.max_score)
+        try:
+            path = self._notebook(entry, report)
+            if path is None:
+                return self._zero(report)
+            submission = read_submission(path.read_bytes(), path.name, self.course)
+            report.notes += submission.notes[:MAX_LISTED]
+            if len(submission.notes) > MAX_LISTED:
+                report.notes.append(f"and {len(submission.notes) - MAX_LISTED} more notes")
+            self._run(entry.name, submission, report)
+        except InvalidSubmission as error:
+            report.status, report.problem = "invalid", str(error)
+            return self._zero(report)
+        except Exception as error:  # noqa: BLE001 - a grader bug costs one row, never the batch
+            report.status = "error"
+            report.problem = f"the grader failed on this submission ({type(error).__name__}: {error})"
+            return self._zero(report)
+        return report
+
+    def _zero(self, report: Report) -> Report:
+        report.parts = [PartResult(name, 0.0, points, "not graded") for name, points in self.course.points.items()]
+        return report
+
+    def _notebook(self, entry: Path, report: Report) -> Path | None:
+        name = self.course.notebook
+        if entry.is_symlink():
+            report.status, report.problem = "invalid", f"{entry.name} is a symbolic link, not a submission"
+            return None
+        if not entry.is_dir():
+            report.status = "invalid"
+            report.problem = (f"{entry.name} is a file in the submissions folder, not a student folder: "
+                              f"put each notebook in a folder named after the student, e.g. {entry.stem}/{name}")
+            return None
+        path = entry / name
+        if not path.is_file():
+            nested = [p for p in entry.rglob(name) if p.is_file() and len(p.relative_to(entry).parts) <= 4]
+            if len(nested) == 1 and not nested[0].is_symlink():
+                report.notes.append(f"graded {nested[0].relative_to(entry).as_posix()} (expected it at {name})")
+                path = nested[0]
+            else:
+                found = ", ".join(sorted(p.name for p in entry.iterdir())) or "nothing"
+                report.status = "missing"
+                report.problem = (f"expected {name} in {entry.name}/, found {found}: hand in the notebook "
+                                  f"under the name {name}")
+                return None
+        if path.is_symlink():
+            report.status, report.problem = "invalid", f"{name} is a symbolic link, not a notebook"
+            return None
+        extra = sorted(p.name for p in entry.iterdir() if p.name != name and not p.name.startswith("."))
+        if extra and path.parent == entry:
+            report.notes.append(f"ignored {', '.join(extra)}: only {name} is graded")
+        return path
+
+    def _seed_words(self, student: str, part: str) -> tuple[str, ...]:
+        return ("grading", self.secret, self.course.assignment, student, part)
+
+    def _run(self, student: str, submission: Submission, report: Report) -> None:
+        course = self.course
+        cases: dict[str, list[Case]] = {}
+        for part in course.assessment.parts:
+            cases[part.name] = part.cases(generator(*self._seed_words(student, part.name)))
+        buffer = io.BytesIO()
+        torch.save({name: [case.args for case in drawn] for name, drawn in cases.items()}, buffer)
+        expected = {name: [plain(course.assessment.reference(name)(*case.args)) for case in drawn]
+                    for name, drawn in cases.items()}
+        header = {"cells": [[cell.index, cell.source] for cell in submission.runnable],
+                  "parts": list(course.points), "module": course.assessment.module}
+        with self._lock:
+            uid = next(self._uids) if self.sandbox.drops_user else None
+        if not self._workers:
+            self.start_workers(1)
+        worker = self._idle.get()
+        try:
+            run = worker.run(header, buffer.getvalue(), uid)
+        finally:
+            self._idle.put(worker)
+        self._judge(run, submission, cases, expected, report)
+
+    # --- what came back ---------------------------------------------------------------------------
+
+    def _judge(self, run: Run, submission: Submission, cases: dict[str, list[Case]],
+               expected: dict[str, list], report: Report) -> None:
+        course = self.course
+        static = reference_uses(submission, course)
+        events = run.events
+        cells = {e.get("index"): e for e in events if e.get("event") == "cell" and e.get("phase") == "end"}
+        parts = {e.get("name"): e for e in events if e.get("event") == "part" and e.get("phase") == "end"}
+        done = [e for e in events if e.get("event") == "done"]
+        setup = [e for e in events if e.get("event") == "setup-failed"]
+        defines = {cell.index: cell.defines for cell in submission.cells}
+        for index, event in cells.items():
+            if event.get("status") == "error" and isinstance(index, int) and len(report.cell_errors) < MAX_LISTED:
+                report.cell_errors.append((index, str(event.get("error"))[:300], defines.get(index, ())))
+        fatal = self._fatal(run, cells, done, setup)
+        if fatal:
+            report.status, report.problem = fatal
+        for name, max_points in course.points.items():
+            result = PartResult(name, 0.0, max_points)
+            report.parts.append(result)
+            used = static.get(name) or self._dynamic_reference(parts.get(name))
+            if used:
+                result.reference = used
+                result.message = result.summary = f"reference: {used}; it scores no points"
+                continue
+            if fatal:
+                result.message = result.summary = "not graded"
+                continue
+            event = parts.get(name)
+            verdict = self._verdict(name, event, cases[name], expected[name])
+            result.message, result.summary = verdict.message, verdict.summary
+            if verdict.passed:
+                result.points = max_points
+                result.message = result.summary = ""
+            if event and event.get("status") in STATUS_WORDS:
+                report.status = event["status"]
+        if any(part.reference for part in report.parts) and report.status == "graded":
+            report.status = "reference"
+
+    def _fatal(self, run: Run, cells: dict, done: list[dict], setup: list[dict]) -> tuple[str, str] | None:
+        """(status, problem) when the run ended early, else None."""
+        limits = self.limits
+        last_cell = run.running.get("cell") if run.running and "cell" in run.running else None
+        last_part = run.running.get("part") if run.running and "part" in run.running else None
+        if setup:
+            return "error", f"the grader could not start the notebook: {setup[-1].get('error')}"
+        for index, event in cells.items():
+            status = event.get("status")
+            if status in STATUS_WORDS:
+                word = {"timeout": f"ran longer than {limits.cell_timeout:g} s (an infinite loop?)",
+                        "memory": f"ran out of memory (limit {limits.memory_mb} MiB)",
+                        "processes": f"started too many processes (limit {limits.processes})"}[status]
+                error = "" if status == "timeout" else f": {event.get('error')}"
+                return status, f"{status}: cell {index} {word}{error}; nothing after it ran"
+        if run.killed == "notebook":
+            return "timeout", (f"timeout: the notebook ran longer than {limits.notebook_timeout:g} s in all"
+                               + (f" (it was in cell {last_cell})" if last_cell is not None else ""))
+        if run.killed == "cell":
+            return "timeout", (f"timeout: cell {last_cell} ran longer than {limits.cell_timeout:g} s "
+                               "(an infinite loop?); nothing after it ran")
+        if run.killed == "part":
+            return "timeout", (f"timeout: {last_part} ran longer than {limits.cell_timeout:g} s on the grader's "
+                               "cases (an infinite loop?)")
+        broken = [e for e in run.events if e.get("event") == "harness-failed"]
+        if broken:
+            return "crashed", (f"crashed: after {_where(last_cell, last_part)} the grading harness failed "
+                               f"({broken[-1].get('error')}): did the notebook replace Python or grader internals?")
+        if run.killed == "worker":
+            return "crashed", f"crashed: the grading worker stopped while running {_where(last_cell, last_part)}"
+        if any(e.get("event") == "overflow" for e in run.events):
+            return "error", "the notebook sent the grader too much data"
+        if done:
+            return None
+        code = run.returncode
+        where = _where(last_cell, last_part)
+        if code is not None and (code < 0 or code > 128):
+            number = -code if code < 0 else code - 128
+            name = _signal_name(number)
+            if number == 9:
+                return "memory", f"memory: {where} was killed (SIGKILL), most likely for using too much memory"
+            return "crashed", f"crashed: {where} crashed the Python process ({name}); nothing after it ran"
+        return "crashed", (f"crashed: {where} ended the Python process (exit code {code}; os._exit or a "
+                           "crash?); nothing after it ran")
+
+    @staticmethod
+    def _dynamic_reference(event: dict | None) -> str:
+        if not event:
+            return ""
+        if event.get("is_reference") is True:
+            return "the graded function is the one from dl4nlp"
+        calls = event.get("calls")
+        if isinstance(calls, list) and calls:
+            return f"calls {', '.join(str(c) for c in calls[:3])}"
+        return ""
+
+    def _verdict(self, name: str, event: dict | None, cases: list[Case], expected: list) -> Verdict:
+        if event is None:
+            return Verdict(False, "not run: the notebook stopped before it", "not run")
+        if event.get("problem"):
+            problem = str(event["problem"])
+            if event.get("status") == "timeout":
+                problem = f"ran longer than {self.limits.cell_timeout:g} s on the grader's cases"
+            return Verdict(False, problem, problem)
+        try:
+            outcomes = _load_outcomes(str(event.get("outputs", "")), len(cases))
+        except ValueError as error:
+            return Verdict(False, f"its outputs could not be read ({error})", "its outputs could not be read")
+        return judge(self.course.assessment.part(name), cases, expected, outcomes)
+
+
+def _load_outcomes(encoded: str, count: int) -> list[Outcome]:
+    """The harness's outputs, loaded as plain data only (no pickled objects, no tensor subclasses)."""
+    try:
+        data = torch.load(io.BytesIO(b64decode(encoded, validate=True)), weights_only=True)
+    except Exception as error:  # noqa: BLE001 - anything unreadable is rejected
+        raise ValueError(f"{type(error).__name__}") from None
+    if not isinstance(data, list) or len(data) != count:
+        raise ValueError("wrong number of results")
+    outcomes = []
+    for item in data:
+        if not isinstance(item, (tuple, list)) or len(item) != 2 or not isinstance(item[1], (str, type(None))):
+            raise ValueError("malformed result")
+        output, error = item
+        _check_plain(output)
+        outcomes.append(Outcome(output=output, error=error))
+    return outcomes
+
+
+def _check_plain(value: object, depth: int = 0) -> None:
+    if depth > 5:
+        raise ValueError("nested too deeply")
+    if type(value) is torch.Tensor or value is None or type(value) in (bool, int, float, str):
+        return
+    if type(value) in (tuple, list):
+        for item in value:
+            _check_plain(item, depth + 1)
+        return
+    raise ValueError(f"unexpected {type(value).__name__}")
+
+
+def _where(cell: object, part: object) -> str:
+    if cell is not None:
+        return f"cell {cell}"
+    return f"{part} (called on the grader's cases)" if part is not None else "the notebook"
+
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+# --- the whole folder ---------------------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    reports: list[Report]
+    warnings: list[str]
+    mode: str
+
+
+def grade_folder(root: Path, assignment: str, submissions: Path, *, jobs: int = 1, limits: Limits = Limits(),
+                 hidden: list[Path] = (), progress: Callable[[Report], None] | None = None) -> Batch:
+    """Grade every entry of `submissions`; reports sorted by entry name."""
+    if not submissions.is_dir():
+        raise GradingError(f"submissions folder {submissions} does not exist")
+    torch.set_num_threads(1)
+    grader = Grader(root, assignment, submissions, limits, list(hidden))
+    try:
+        entries = grader.entries()
+        grader.start_workers(max(1, min(jobs, len(entries))))
+        warnings = [grader.sandbox.warning] if grader.sandbox.warning else []
+
+        def grade(entry: Path) -> Report:
+            report = grader.grade(entry)
+            if progress:
+                progress(report)
+            return report
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            reports = list(pool.map(grade, entries))
+        return Batch(reports, warnings, grader.sandbox.mode)
+    finally:
+        grader.close()

@@ -1,0 +1,70 @@
+"""One HTML page per student: each part's points and, for a lost part, what went wrong.
+
+With `hide_hidden`, a failing part says what went wrong (wrong values, wrong shape, the
+exception) but not on which of the grader's cases, so the hidden cases stay hidden. The
+grader never runs or shows test code: the checks are the grader's own.
+Every text that comes from a submission is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+from dl4nlp.grader.batch import Report
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#222}
+table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.4rem;text-align:left;
+vertical-align:top}.ok{color:#1a7f37}.lost{color:#b42318}.note{color:#555}code{background:#f4f4f4;padding:0 .2rem}"""
+
+ERRORS_INTRO = """<h2>Cells that raised an error</h2><p class="note">The grader runs your notebook with dl4nlp's own
+versions of the graded functions switched off, so a cell that uses them (training with the course's modules, say)
+stops here; that costs no points.</p>"""
+
+
+def file_name(student: str) -> str:
+    """A safe file name for a student's page: letters, digits, '.', '_', '@', '-'."""
+    return (re.sub(r"[^A-Za-z0-9._@-]", "_", student).lstrip(".") or "_") + ".html"
+
+
+def render(report: Report, hide_hidden: bool = False) -> str:
+    escape = html.escape
+    rows = []
+    for part in report.parts:
+        lost = part.points < part.max_points
+        why = part.summary if hide_hidden else part.message
+        rows.append(f"<tr><td><code>{escape(part.name)}</code></td>"
+                    f"<td class=\"{'lost' if lost else 'ok'}\">{part.points:g} / {part.max_points:g}</td>"
+                    f"<td>{escape(why) if lost else 'passed'}</td></tr>")
+    problem = f"<p class=\"lost\"><strong>{escape(report.problem)}</strong></p>" if report.problem else ""
+    notes = "".join(f"<li>{escape(note)}</li>" for note in report.notes)
+    errors = "".join(f"<li>cell {index}: <code>{escape(error)}</code></li>" for index, error, _ in report.cell_errors)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{escape(report.assignment)}: {escape(report.student)}</title>
+<style>{STYLE}</style></head><body>
+<h1>{escape(report.assignment)}: feedback for {escape(report.student)}</h1>
+<p>Score: <strong>{report.score:g} / {report.max_score:g}</strong> (status: {escape(report.status)})</p>
+{problem}
+<table><tr><th>part</th><th>points</th><th>result</th></tr>
+{''.join(rows)}
+</table>
+<p class="note">Each function was called on cases drawn at grading time and its outputs compared with the
+reference implementation's; a part scores its points only if every case matches.</p>
+{f'<h2>Notes</h2><ul>{notes}</ul>' if notes else ''}
+{ERRORS_INTRO + f'<ul>{errors}</ul>' if errors else ''}
+</body></html>
+"""
+
+
+def write_feedback(reports: list[Report], folder: Path, hide_hidden: bool = False) -> list[Path]:
+    """Write `folder/<student>.html` for every report; returns the pages written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pages = []
+    for report in reports:
+        page = folder / file_name(report.student)
+        temporary = page.with_suffix(".tmp")
+        temporary.write_text(render(report, hide_hidden))
+        temporary.replace(page)
+        pages.append(page)
+    return pages

@@ -1,0 +1,396 @@
+"""Inside the sandbox: a zygote that imports torch once, and one forked child per submission.
+
+    python -m dl4nlp.grader.harness CONTROL_FD MODULE JOBS_ROOT [PRELOAD ...]
+
+The zygote imports torch, the (trapped) chapter module, the assignment's checks and the
+modules the released notebook imports, then waits on the control socket. For each
+submission the grader sends three file descriptors (job data in, report out, stderr out)
+and the submission's user id; the zygote forks a child, and reaps it when it ends (or kills
+it when the grader says its time is up). It never reads job data or reports itself, so no
+submission's code or output ever sits in its memory, where a later child could find it.
+
+The child, before any student code: starts its own session, keeps only its three
+descriptors, reads the job (cells and the grader's cases), sets its limits (address space,
+processes, file size), makes its own working folder, and drops to its unprivileged user
+(when the zygote runs as root). Then it runs the code cells in order like "Run all" with
+errors allowed (an exception is recorded and the next cell runs; a cell past its time
+limit, out of memory or out of processes ends the run), calls each graded function on its
+cases, and reports, one JSON object per line. After it ends the zygote kills whatever it
+left running and deletes its folder.
+
+Nothing here grades: student code shares the child's process and could change anything in
+it, so the grader trusts only the outputs, loaded with ``torch.load(weights_only=True)`` and
+compared with the reference in its own process.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import errno
+import io
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+
+MAX_OUTPUT_BYTES = 16 * 2**20  # per part
+FATAL = ("timeout", "memory", "processes")
+
+_write, _getpid, _exit, _dumps = os.write, os.getpid, os._exit, json.dumps  # before any student code
+_setitimer, _signal = signal.setitimer, signal.signal
+
+
+class CellTimeout(BaseException):
+    """Raised by the alarm; a BaseException, so that `except Exception` in student code does not swallow it."""
+
+
+class Channel:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, **event: object) -> None:
+        data = (_dumps(event) + "\n").encode()
+        try:
+            while data:
+                data = data[_write(self.fd, data):]
+        except OSError:
+            _exit(3)  # the grader is gone, or the submission closed the channel
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    raise CellTimeout()
+
+
+@contextmanager
+def _alarm(seconds: float) -> Iterator[None]:
+    _signal(signal.SIGALRM, _on_alarm)
+    _setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        _setitimer(signal.ITIMER_REAL, 0)
+
+
+def describe(error: BaseException, filename: str) -> str:
+    """'NameError: name 'x' is not defined (line 3)', the line counted in the cell."""
+    line = None
+    trace: TracebackType | None = error.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename == filename:
+            line = trace.tb_lineno
+        trace = trace.tb_next
+    try:
+        text = f"{type(error).__name__}: {error}".strip().rstrip(":")
+    except Exception:  # noqa: BLE001 - a student's exception whose str() fails
+        text = type(error).__name__
+    if isinstance(error, SyntaxError):
+        text, line = f"SyntaxError: {error.msg}", error.lineno
+    text = text if len(text) <= 300 else text[:297] + "..."
+    return text + (f" (line {line})" if line else "")
+
+
+def outcome_kind(error: BaseException) -> str:
+    """"timeout", "memory", "processes" (the run ends) or "error" (the next cell runs)."""
+    if isinstance(error, CellTimeout):
+        return "timeout"
+    if isinstance(error, MemoryError):
+        return "memory"
+    message = str(error) if isinstance(error, (RuntimeError, OSError)) else ""
+    if isinstance(error, RuntimeError) and ("can't allocate memory" in message or "not enough memory" in message):
+        return "memory"
+    if (isinstance(error, OSError) and error.errno == errno.EAGAIN) or "can't start new thread" in message:
+        return "processes"
+    return "error"
+
+
+# --- the child: one submission -------------------------------------------------------------------
+
+
+class Harness:
+    """Runs one submission's cells and graded functions; reports on `channel`."""
+
+    def __init__(self, job: dict, cases: dict, channel: Channel) -> None:
+        import importlib
+
+        import torch
+
+        from dl4nlp import assessment
+        from dl4nlp.grader import trap
+
+        self.job, self.cases, self.channel = job, cases, channel
+        self.main_pid = _getpid()
+        self.torch, self.assessment, self.trap = torch, assessment, trap
+        self.module = importlib.import_module(job["module"])
+        self.references = {name: getattr(self.module, name, None) for name in job["parts"]}
+        self.namespace = {"__name__": "__main__", "__builtins__": builtins,
+                          "display": lambda *objects, **options: None, "get_ipython": lambda: None}
+        self.builtins = dict(vars(builtins))  # pristine: no student code has run yet
+
+    def restore_builtins(self) -> None:
+        """Undo changes to the builtins module (`builtins.abs = ...`): they would only break the harness."""
+        current = vars(builtins)
+        if current != self.builtins:
+            current.clear()
+            current.update(self.builtins)
+
+    def guard(self) -> None:
+        """A process forked by student code never reports: it ends here. Zombies are collected."""
+        if _getpid() != self.main_pid:
+            _exit(0)
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+
+    def run_cell(self, index: int, source: str) -> tuple[str, str | None]:
+        filename = f"<cell {index}>"
+        try:
+            code = compile(source, filename, "exec")
+        except (SyntaxError, ValueError) as error:
+            return "error", describe(error, filename)
+        try:
+            with _alarm(self.job["cell_timeout"]):
+                exec(code, self.namespace)  # noqa: S102 - running the submission is the point
+        except BaseException as error:  # noqa: BLE001 - everything a cell raises is recorded
+            return outcome_kind(error), describe(error, filename)
+        return "ok", None
+
+    def is_reference(self, function: object, reference: object) -> bool:
+        code = getattr(reference, "__code__", None)
+        for _ in range(8):  # through functools.wraps and partial layers
+            seen = getattr(function, "__code__", None)
+            if function is reference or (code is not None and seen is not None and (
+                    seen is code or (seen.co_filename, seen.co_name) == (code.co_filename, code.co_name))):
+                return True
+            function = getattr(function, "__wrapped__", None) or getattr(function, "func", None)
+            if function is None:
+                return False
+        return False
+
+    def evaluate(self, name: str) -> dict:
+        function = self.namespace.get(name)
+        if function is None:
+            return {"problem": f"{name} is not defined"}
+        if not callable(function):
+            return {"problem": f"{name} is a {type(function).__name__}, not a function"}
+        code = getattr(function, "__code__", None)
+        result: dict = {"defined_in": str(getattr(code, "co_filename", "")),
+                        "is_reference": self.is_reference(function, self.references.get(name))}
+        self.trap.CALLS.clear()
+        outcomes: list[tuple[object, str | None]] = []
+        try:
+            with _alarm(self.job["cell_timeout"]):
+                for args in self.cases[name]:
+                    outcome = self.assessment.call(function, self.assessment.Case(tuple(args), ""))
+                    self.guard()
+                    outcomes.append((outcome.output, outcome.error))
+                    if outcome.error and outcome.error.startswith("MemoryError"):
+                        result["status"] = "memory"
+        except BaseException as error:  # noqa: BLE001 - a timeout, or an exception escaping `call`
+            result["status"] = outcome_kind(error)
+            result["problem"] = describe(error, "")
+        result["calls"] = sorted(set(self.trap.CALLS))
+        if "problem" not in result:
+            buffer = io.BytesIO()
+            try:
+                self.torch.save(outcomes, buffer)
+            except Exception as error:  # noqa: BLE001 - outputs the grader cannot store
+                result["problem"] = f"its outputs could not be stored ({describe(error, '')})"
+            else:
+                if buffer.tell() > MAX_OUTPUT_BYTES:
+                    result["problem"] = "its outputs are too large"
+                else:
+                    result["outputs"] = base64.b64encode(buffer.getvalue()).decode()
+        return result
+
+    def run(self) -> None:
+        self.channel.send(event="ready", uid=os.getuid(), package=str(Path(self.module.__file__).parent))
+        for index, source in self.job["cells"]:
+            self.channel.send(event="cell", phase="start", index=index)
+            status, error = self.run_cell(index, source)
+            self.guard()
+            self.restore_builtins()
+            self.channel.send(event="cell", phase="end", index=index, status=status, error=error)
+            if status in FATAL:
+                self.channel.send(event="done", fatal=status)
+                return
+        for name in self.job["parts"]:
+            self.channel.send(event="part", phase="start", name=name)
+            result = self.evaluate(name)
+            self.guard()
+            self.restore_builtins()
+            self.channel.send(event="part", phase="end", name=name, **result)
+        self.channel.send(event="done")
+
+
+def _read_job(fd: int) -> tuple[dict, bytes]:
+    """A JSON header line, then exactly header["cases_bytes"] bytes of torch.save'd cases."""
+    with os.fdopen(fd, "rb") as stream:
+        header = json.loads(stream.readline())
+        cases = stream.read(header["cases_bytes"])
+    return header, cases
+
+
+def _set_limits(job: dict) -> None:
+    mib = 2**20
+    limits = ((resource.RLIMIT_AS, job["memory_mb"] * mib), (resource.RLIMIT_FSIZE, job["file_mb"] * mib),
+              (resource.RLIMIT_NPROC, job["processes"]), (resource.RLIMIT_CORE, 0))
+    for kind, value in limits:
+        try:
+            resource.setrlimit(kind, (value, value))
+        except (ValueError, OSError):
+            pass  # an existing hard limit is lower: that one holds
+
+
+def _child(control: dict, fds: list[int], jobs_root: Path) -> None:
+    """Everything up to the first student cell, then the harness. Never returns."""
+    job_in, report, stderr = fds
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.dup2(stderr, 2)
+    low = 3
+    for kept in sorted({job_in, report}):  # close everything else: the control socket, the zygote's pipes
+        os.closerange(low, kept)
+        low = kept + 1
+    os.closerange(low, 1 << 16)
+    import faulthandler
+
+    faulthandler.enable()  # a crash prints where it happened, into this job's stderr
+    job, data = _read_job(job_in)
+    channel = Channel(report)
+    try:
+        _set_limits(job)
+        folder = jobs_root / f"job-{control['job']}"
+        folder.mkdir(mode=0o700)
+        uid = control.get("uid")
+        if uid is not None:
+            os.chown(folder, uid, uid)
+        os.chdir(folder)
+        for key in ("HOME", "TMPDIR"):
+            os.environ[key] = str(folder)
+        for key in ("MPLCONFIGDIR", "HF_HOME", "XDG_CACHE_HOME", "TORCHINDUCTOR_CACHE_DIR"):
+            os.environ[key] = str(folder / f".{key.lower()}")
+        import tempfile
+
+        import torch
+
+        tempfile.tempdir = None
+        cases = torch.load(io.BytesIO(data), weights_only=False)  # the grader's own data
+        del data
+        harness = Harness(job, cases, channel)
+        if uid is not None:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)  # as root this changes real, effective and saved ids, and clears all capabilities
+            if os.getuid() != uid or os.geteuid() != uid:
+                raise PermissionError("could not switch to the submission's user")
+    except BaseException as error:  # noqa: BLE001 - reported as the grader's own failure
+        channel.send(event="setup-failed", error=f"{type(error).__name__}: {error}")
+        _exit(2)
+    try:
+        harness.run()
+    except BaseException as error:  # noqa: BLE001 - student code broke the harness itself
+        channel.send(event="harness-failed", error=describe(error, ""))
+        _exit(71)
+    _exit(0)  # no atexit handlers, no waiting for threads the submission started
+
+
+# --- the zygote ------------------------------------------------------------------------------------
+
+
+def _clean_up(control: dict, pid: int, jobs_root: Path) -> None:
+    """Kill whatever the child left running, then delete its folder."""
+    uid = control.get("uid")
+    if uid is not None:
+        helper = os.fork()
+        if helper == 0:  # as the submission's user, kill(-1) reaches exactly its processes
+            try:
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+                os.kill(-1, signal.SIGKILL)
+            finally:
+                os._exit(0)
+        os.waitpid(helper, 0)
+    else:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    shutil.rmtree(jobs_root / f"job-{control['job']}", ignore_errors=True)
+
+
+def serve(control_fd: int, module: str, jobs_root: Path, preload: list[str]) -> None:
+    """Import once, then fork a child per job; children run at the same time when the grader asks for it.
+
+    Control messages, in: {"job": n, "uid": u} with three descriptors (a new submission), or
+    {"kill": n} (stop job n: its time is up). Out: {"event": "started"/"ended", "job": n, ...}.
+    """
+    import importlib
+    import select
+
+    import torch
+
+    torch.set_num_threads(1)
+    for name in [module, "dl4nlp.assessment", "dl4nlp.grader.trap", *preload]:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - a module the notebook imports but this machine lacks
+            pass
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])  # the first optimizer imports torch._dynamo: seconds
+    sock = socket.socket(fileno=control_fd)
+    sock.sendall(json.dumps({"event": "ready"}).encode())
+    running: dict[int, dict] = {}  # pid -> control message
+    while True:
+        ready, _, _ = select.select([sock], [], [], 0.05 if running else None)
+        if ready:
+            message, fds, _, _ = socket.recv_fds(sock, 4096, 3)
+            if not message:
+                for pid, control in running.items():
+                    _clean_up(control, pid, jobs_root)
+                return  # the grader closed the socket: done
+            control = json.loads(message)
+            if "kill" in control:
+                for pid, job in running.items():
+                    if job["job"] == control["kill"]:
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except OSError:
+                            pass  # it ended meanwhile
+                continue
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    sock.close()
+                    _child(control, fds, jobs_root)
+                finally:
+                    os._exit(70)
+            for fd in fds:
+                os.close(fd)
+            running[pid] = control
+            sock.sendall(json.dumps({"event": "started", "job": control["job"], "pid": pid}).encode())
+        for pid in list(running):
+            try:
+                finished, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                finished, status = pid, 0
+            if finished:
+                control = running.pop(pid)
+                _clean_up(control, pid, jobs_root)
+                sock.sendall(json.dumps({"event": "ended", "job": control["job"],
+                                         "returncode": os.waitstatus_to_exitcode(status)}).encode())
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), sys.argv[4:])

@@ -1,0 +1,95 @@
+"""The student self-check: every graded function against the reference, with the points it would earn.
+
+The last cell of each assignment calls it::
+
+    from dl4nlp.selfcheck import run_selfcheck
+    run_selfcheck("rnn", globals())
+
+It works in Colab and locally without nbgrader (the notebook file is not needed: the
+checks come from `dl4nlp.assessment`). It calls each function the notebook defines on
+public cases, compares the outputs with `dl4nlp`'s reference, and returns a report that
+the notebook shows as a table. The grader runs the same kind of checks on other cases,
+drawn when it grades; a function that passes here is very likely right. While grading,
+the self-check does nothing.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dl4nlp.assessment import Verdict, call, judge, load, plain, public_cases
+
+
+@dataclass(frozen=True)
+class PartCheck:
+    name: str
+    points: float
+    max_points: float
+    message: str  # "" when it passed
+
+
+@dataclass(frozen=True)
+class SelfCheck:
+    """The self-check's result; a notebook shows it as a table (HTML in Jupyter and Colab)."""
+
+    assignment: str
+    parts: tuple[PartCheck, ...]
+    skipped: bool = False
+
+    @property
+    def points(self) -> float:
+        return sum(part.points for part in self.parts)
+
+    @property
+    def max_points(self) -> float:
+        return sum(part.max_points for part in self.parts)
+
+    def __repr__(self) -> str:
+        if self.skipped:
+            return "Self-check skipped while grading."
+        width = max([len(part.name) for part in self.parts] + [4])
+        lines = [f"Self-check of {self.assignment}: {self.points:g}/{self.max_points:g} points so far"]
+        for part in self.parts:
+            mark = "passed" if not part.message else part.message
+            lines.append(f"  {part.name:<{width}}  {part.points:g}/{part.max_points:g}  {mark}")
+        lines.append("The grader checks the same functions on other cases, drawn when it grades.")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        if self.skipped:
+            return "<p>Self-check skipped while grading.</p>"
+        rows = "".join(
+            f"<tr><td><code>{html.escape(part.name)}</code></td><td>{part.points:g}/{part.max_points:g}</td>"
+            f"<td>{'&#10003; passed' if not part.message else '&#10007; ' + html.escape(part.message)}</td></tr>"
+            for part in self.parts)
+        return (f"<p><strong>Self-check of {html.escape(self.assignment)}: {self.points:g}/{self.max_points:g} "
+                f"points so far</strong></p><table><tr><th>function</th><th>points</th><th>result</th></tr>{rows}"
+                "</table><p>The grader checks the same functions on other cases, drawn when it grades.</p>")
+
+
+def run_selfcheck(assignment: str, namespace: Mapping[str, Any]) -> SelfCheck:
+    """Check every graded function defined in `namespace` (pass `globals()`) on the public cases."""
+    assessment = load(assignment)
+    if os.environ.get("DL4NLP_GRADING"):
+        return SelfCheck(assignment, (), skipped=True)
+    parts = []
+    for part in assessment.parts:
+        max_points = float(assessment.points[part.name])
+        function = namespace.get(part.name)
+        reference = assessment.reference(part.name)
+        if function is None:
+            verdict = Verdict(False, f"{part.name} is not defined: run its cell first")
+        elif function is reference or getattr(function, "__code__", None) is getattr(reference, "__code__", 0):
+            verdict = Verdict(False, f"this is dl4nlp's own {part.name}, imported: the grader gives it 0 points")
+        elif not callable(function):
+            verdict = Verdict(False, f"{part.name} is not a function")
+        else:
+            cases = public_cases(assessment, part)
+            expected = [plain(reference(*case.args)) for case in cases]
+            verdict = judge(part, cases, expected, [call(function, case) for case in cases])
+        parts.append(PartCheck(part.name, max_points if verdict.passed else 0.0, max_points, verdict.message))
+    return SelfCheck(assignment, tuple(parts))
