@@ -195,11 +195,13 @@ def reference_uses(submission: Submission, course: Course) -> dict[str, str]:
     parts = set(course.points)
     uses: dict[str, str] = {}
     modules: set[str] = set()  # local names bound to dl4nlp modules
+    trees = []
     for cell in submission.runnable:
         try:
-            tree = ast.parse(cell.source)
+            trees.append((cell, ast.parse(cell.source)))
         except (SyntaxError, ValueError):  # ValueError: null bytes
             continue
+    for cell, tree in trees:
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
@@ -213,11 +215,7 @@ def reference_uses(submission: Submission, course: Course) -> dict[str, str]:
                         uses.setdefault(alias.name, f"imports {alias.name} from {node.module} in cell {cell.index}")
                     else:
                         modules.add(alias.asname or alias.name)
-    for cell in submission.runnable:
-        try:
-            tree = ast.parse(cell.source)
-        except (SyntaxError, ValueError):  # ValueError: null bytes
-            continue
+    for cell, tree in trees:  # second pass: every module alias is known now
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr in parts and _root_name(node.value) in modules:
                 uses.setdefault(node.attr, f"uses {ast.unparse(node)} in cell {cell.index}")
