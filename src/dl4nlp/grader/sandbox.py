@@ -169,7 +169,11 @@ class Sandbox:
         (accounts / "passwd").write_text("root:x:0:0::/tmp:/bin/false\nstudent:x:1000:1000::/tmp:/bin/false\n")
         (accounts / "group").write_text("root:x:0:\nstudent:x:1000:\n")
         mounts += [(accounts / "passwd", Path("/etc/passwd")), (accounts / "group", Path("/etc/group"))]
-        made: set[Path] = {Path("/")}
+        # The private /tmp first, the read-only mounts after it: an environment that lives under /tmp
+        # (a clone in /tmp, say) stays visible instead of being covered by the tmpfs.
+        command += ["--proc", "/proc", "--dev", "/dev", "--perms", "0755", "--size", str(self.limits.tmp_mb * 2**20),
+                    "--tmpfs", "/tmp"]
+        made: set[Path] = {Path("/"), Path("/tmp")}
         for source, target in sorted(mounts, key=lambda mount: len(mount[1].parts)):
             inside_another = any(target.is_relative_to(t) and t != target for _, t in mounts)
             for parent in reversed(target.parents):
@@ -178,8 +182,7 @@ class Sandbox:
                     made.add(parent)
             command += ["--ro-bind", str(source), str(target)]
             made.add(target)
-        command += ["--proc", "/proc", "--dev", "/dev", "--perms", "0755", "--size", str(self.limits.tmp_mb * 2**20),
-                    "--tmpfs", "/tmp", "--chdir", "/tmp", "--clearenv"]
+        command += ["--chdir", "/tmp", "--clearenv"]
         for key, value in self._environment(Path("/tmp")).items():
             command += ["--setenv", key, value]
         return command
