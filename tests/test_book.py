@@ -94,3 +94,24 @@ def test_a_failing_cell_fails_the_build_every_time(tmp_path):
     notebook.cells[1].source = "print('fixed')"
     nbformat.write(notebook, tmp_path / "book" / "broken.ipynb")
     assert build_book(tmp_path, smoke=True) == 0
+
+
+CHAPTERS = [page for page in NOTEBOOK_PAGES if (ROOT / "solutions" / Path(page).name).is_dir()]
+
+
+def test_every_assignment_has_a_chapter_page():
+    assignments = {p.name for p in (ROOT / "solutions").iterdir() if p.is_dir()}
+    assert assignments <= {Path(page).name for page in CHAPTERS}
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_chapter_opens_with_objectives_and_ends_with_exercises(page):
+    """Learning objectives near the top; a summary and exercises that link the assignment's Colab badge."""
+    cells = [c.source for c in nbformat.read(ROOT / f"{page}.ipynb", as_version=4).cells if c.cell_type == "markdown"]
+    text = "\n".join(cells)
+    assert "Learning objectives" in "\n".join(cells[:4]), "open the chapter with its learning objectives"
+    summary, exercises = text.rfind("## Summary"), text.rfind("## Exercises")
+    assert 0 < summary < exercises, "end the chapter with ## Summary, then ## Exercises"
+    assignment = f"/assignments/{Path(page).name}/{Path(page).name}.ipynb"
+    tail = text[exercises:]
+    assert "colab-badge.svg" in tail and assignment in tail, "link the assignment with its Open in Colab badge"
