@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from traitlets.config import Config
 
-    from dl4nlp.grader.sandbox import Limits
 
 # nbgrader runs `alembic` and kernels from PATH: put this environment's bin/ first.
 NBGRADER_PATH = {"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
@@ -114,28 +113,6 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def autograde(root: Path, assignment: str, submissions: Path, *, jobs: int = 1, limits: Limits | None = None,
-              feedback: Path | None = None, hide_hidden: bool = False) -> list[GradeRow]:
-    """Grade every entry of `submissions`: one row each, sorted by name; optionally one HTML page each.
-
-    A submission that is missing, unreadable, hostile or broken gets its row with a status
-    and zero points for what it could not show; the batch goes on. Warnings (no sandbox)
-    are issued with `warnings.warn`.
-    """
-    from dl4nlp.grader.batch import grade_folder
-    from dl4nlp.grader.feedback import write_feedback
-    from dl4nlp.grader.sandbox import Limits
-
-    _check_assignment(root, assignment)
-    batch = grade_folder(root, assignment, submissions, jobs=jobs, limits=limits or Limits(),
-                         hidden=[feedback] if feedback else [])
-    for message in batch.warnings:
-        warnings.warn(message, stacklevel=2)
-    if feedback is not None:
-        write_feedback(batch.reports, feedback, hide_hidden)
-    return [row(report) for report in batch.reports]
 
 
 def row(report: object) -> GradeRow:
