@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from dl4nlp.runtime import OFFLINE_ENVIRONMENT, SMOKE_VARIABLE
+
 # Nothing in the tests touches the network; notebooks and kernels started by tests inherit these.
-os.environ.update({"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                   "DL4NLP_SMOKE": "1", "MPLBACKEND": "Agg"})
+os.environ.update({**OFFLINE_ENVIRONMENT, SMOKE_VARIABLE: "1"})
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -96,11 +96,12 @@ def _book(args: argparse.Namespace, root: Path) -> int:
 
 def build_book(root: Path, *, smoke: bool = False, output: Path | None = None) -> int:
     """Build the book with every warning an error; offline; rebuilds all pages (execution stays cached)."""
-    environment = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                   "MPLBACKEND": "Agg"}
-    environment.pop("DL4NLP_SMOKE", None)
+    from dl4nlp.runtime import OFFLINE_ENVIRONMENT, SMOKE_VARIABLE
+
+    environment = {**os.environ, **OFFLINE_ENVIRONMENT}
+    environment.pop(SMOKE_VARIABLE, None)
     if smoke:
-        environment["DL4NLP_SMOKE"] = "1"
+        environment[SMOKE_VARIABLE] = "1"
     command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--all",
                "--warningiserror", "--nitpick", "--keep-going"]
     if output is not None:

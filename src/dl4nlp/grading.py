@@ -22,7 +22,6 @@ import os
 import re
 import sys
 import tempfile
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, fields
@@ -35,8 +34,6 @@ if TYPE_CHECKING:
 
 # nbgrader runs `alembic` and kernels from PATH: put this environment's bin/ first.
 NBGRADER_PATH = {"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-# nbgrader 0.9 triggers SQLAlchemy autoflush warnings: noise for instructors.
-warnings.filterwarnings("ignore", message=r".*not in session.*", module=r"nbgrader\..*")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     import torch
 
 SMOKE_VARIABLE = "DL4NLP_SMOKE"
+# What the book build, the tests and graded submissions run under: no hub, no downloads, no display.
+OFFLINE_ENVIRONMENT = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                       "MPLBACKEND": "Agg"}
 
 
 def smoke_mode() -> bool:

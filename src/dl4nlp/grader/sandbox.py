@@ -36,13 +36,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dl4nlp.runtime import OFFLINE_ENVIRONMENT, SMOKE_VARIABLE
+
 UID_BASE = 1_900_000_000  # unprivileged users for submissions: one per submission, never a real account
 ENVIRONMENT = {
+    **OFFLINE_ENVIRONMENT, SMOKE_VARIABLE: "1",
     "LANG": "C.UTF-8", "USER": "student", "LOGNAME": "student", "PYTHONDONTWRITEBYTECODE": "1",
     "PYTHONNOUSERSITE": "1", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg", "DL4NLP_SMOKE": "1", "DL4NLP_GRADING": "1",
-    "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TQDM_DISABLE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
+    "OPENBLAS_NUM_THREADS": "1", "DL4NLP_GRADING": "1", "TQDM_DISABLE": "1", "TOKENIZERS_PARALLELISM": "false",
 }
 ZYGOTE_CAPABILITIES = ("CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL")
 
