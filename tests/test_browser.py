@@ -32,7 +32,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.parse
