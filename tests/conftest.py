@@ -25,7 +25,7 @@ def root() -> Path:
 def book_html(tmp_path_factory) -> Path:
     """The built book's _build/html: $DL4NLP_BOOK_HTML, or one smoke build per test session
     through the same code path as `make book` (`dl4nlp book`)."""
-    from dl4nlp.cli import build_book
+    from dl4nlp.instructor.book import build_book
 
     given = os.environ.get("DL4NLP_BOOK_HTML")
     if given:

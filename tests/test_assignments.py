@@ -22,12 +22,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dl4nlp import grading
-from dl4nlp.notebooks import (BEGIN, END, course_markdown, course_notebooks, graded_functions, repository,
-                              solution_cell_source, strip_solution_markers, sync_markdown, sync_notebook)
+from submissions import autograde, nbgrader, perturbed, read, replaced, solution_index, write_submission
+
+from dl4nlp import exercises
+from dl4nlp.instructor.release import assignments, release
+from dl4nlp.instructor.sync import (BEGIN, END, course_markdown, course_notebooks, graded_functions, repository,
+                                    solution_cell_source, strip_solution_markers, sync_markdown, sync_notebook)
 
 ROOT = Path(__file__).resolve().parent.parent
-ASSIGNMENTS = grading.assignments(ROOT)
+ASSIGNMENTS = assignments(ROOT)
 SOLUTIONS = sorted(ROOT.glob("solutions/*/*.ipynb"))
 
 
@@ -48,18 +51,29 @@ def copy_course(destination: Path) -> Path:
     return destination
 
 
-def test_every_assignment_is_released_and_graded():
-    assert ASSIGNMENTS, "no assignment in solutions/"
-    for assignment in ASSIGNMENTS:
-        names = {p.name for p in (ROOT / "solutions" / assignment).glob("*.ipynb")}
-        assert names == {p.name for p in (ROOT / "assignments" / assignment).glob("*.ipynb")}
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_assignment_is_released_with_exercises_and_a_test_cell_per_part(assignment):
+    """One instructor notebook, its released twin, and for every part of its exercises a solution
+    cell and a locked test cell with the part's points; no graded cell without a part."""
+    solutions = sorted((ROOT / "solutions" / assignment).glob("*.ipynb"))
+    assert len(solutions) == 1, f"solutions/{assignment}/ should hold exactly one notebook"
+    assert (ROOT / "assignments" / assignment / solutions[0].name).is_file(), f"run `dl4nlp release {assignment}`"
+    parts = exercises.load(assignment).points
+    notebook = read(solutions[0])
+    solution_ids = [nbgrader(c)["grade_id"] for c in notebook.cells if nbgrader(c).get("solution")]
+    tests = {nbgrader(c)["grade_id"]: nbgrader(c) for c in notebook.cells
+             if nbgrader(c).get("grade") and not nbgrader(c).get("solution")}
+    assert solution_ids == list(parts), "one solution cell per part, in the order of the exercises"
+    assert list(tests) == [f"test_{name}" for name in parts], "one test cell per part, named test_<part>"
+    assert all(tests[f"test_{name}"]["points"] == points and tests[f"test_{name}"]["locked"]
+               for name, points in parts.items())
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=ids(SOLUTIONS))
 def test_solution_cells_are_the_package_code(path):
     notebook = nbformat.read(path, as_version=4)
-    functions = graded_functions(notebook)
-    assert functions, f"{path}: no solution cell is named after a function of metadata dl4nlp.module"
+    functions = graded_functions(path, ROOT)
+    assert functions, f"{path}: its assignment has no parts in dl4nlp.exercises"
     cells = solution_cells(notebook)
     for name, function in functions.items():
         source = cells[name].source
@@ -111,7 +125,7 @@ def test_notebooks_are_committed_without_outputs(path):
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_release_changes_nothing(assignment, tmp_path):
     course = copy_course(tmp_path)
-    for notebook in grading.release(course, assignment):
+    for notebook in release(course, assignment):
         committed = ROOT / "assignments" / assignment / notebook.name
         assert json.loads(notebook.read_text()) == json.loads(committed.read_text()), \
             f"assignments/{assignment}/{notebook.name} is stale: run `dl4nlp release {assignment}`"
@@ -121,8 +135,7 @@ def test_release_changes_nothing(assignment, tmp_path):
 def test_student_stubs_keep_signature_and_docstring(assignment):
     for path in (ROOT / "assignments" / assignment).glob("*.ipynb"):
         student = nbformat.read(path, as_version=4)
-        instructor = nbformat.read(ROOT / "solutions" / assignment / path.name, as_version=4)
-        functions = graded_functions(instructor)
+        functions = graded_functions(ROOT / "solutions" / assignment / path.name, ROOT)
         for name, cell in solution_cells(student).items():
             if name not in functions:
                 continue
@@ -141,68 +154,47 @@ def test_student_stubs_keep_signature_and_docstring(assignment):
 # --- grading round trip -----------------------------------------------------------------
 
 
-def perturbed(source: str, name: str) -> str:
-    """A solution cell with one bug: the function's results are all off by 0.01."""
-    return source + textwrap.dedent(f"""
-
-        _correct_{name} = {name}
-        def {name}(*args, **kwargs):
-            def nudge(value):
-                if isinstance(value, tuple):
-                    return tuple(nudge(v) for v in value)
-                return value + 0.01
-            return nudge(_correct_{name}(*args, **kwargs))
-        """)
-
-
-def autograde(assignment: str, submissions: Path, out: Path) -> dict[str, dict[str, str]]:
-    subprocess.run([sys.executable, "-m", "dl4nlp", "autograde", assignment, str(submissions), "--out", str(out)],
-                   cwd=ROOT, check=True, capture_output=True, text=True)
-    with out.open() as handle:
-        rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["student", "assignment", "score", "max_score", "status", "detail"]
-    return {row["student"]: row for row in rows}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_grading_round_trip(assignment, tmp_path):
+    """Through the real command: the instructor notebook full marks, the untouched student notebook 0,
+    each broken part loses exactly its points, each typical bug scores 0 with its name in `detail`;
+    a re-run gives the same CSV."""
     submissions = tmp_path / "submissions"
-    solutions = sorted((ROOT / "solutions" / assignment).glob("*.ipynb"))
-    name = solutions[0].name
-    instructor = nbformat.read(solutions[0], as_version=4)
-    parts = {grade_id: cell for grade_id, cell in solution_cells(instructor).items()
-             if grade_id in graded_functions(instructor)}
-    points = {c.metadata.nbgrader.grade_id: c.metadata.nbgrader.points for c in instructor.cells
-              if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"}
-
-    def submit(student: str, notebook: nbformat.NotebookNode) -> None:
-        (submissions / student).mkdir(parents=True)
-        nbformat.write(notebook, submissions / student / name)
-
-    submit("instructor", instructor)
-    (submissions / "untouched").mkdir(parents=True)
-    shutil.copy(ROOT / "assignments" / assignment / name, submissions / "untouched" / name)
-    for part in parts:
-        buggy = nbformat.read(solutions[0], as_version=4)
-        cell = solution_cells(buggy)[part]
-        cell.source = perturbed(cell.source, part)
-        submit(f"bug-{part.replace('_', '-')}", buggy)
-    (submissions / "wrong-name").mkdir()
-    shutil.copy(solutions[0], submissions / "wrong-name" / "my_homework.ipynb")
-
-    grades = autograde(assignment, submissions, tmp_path / "grades.csv")
+    solution_path = sorted((ROOT / "solutions" / assignment).glob("*.ipynb"))[0]
+    name = solution_path.name
+    instructor = read(solution_path)
+    parts = exercises.load(assignment).parts
+    points = {part.name: part.points for part in parts}
     total = sum(points.values())
-    assert set(grades) == {"instructor", "untouched", "wrong-name", *(f"bug-{p.replace('_', '-')}" for p in parts)}
+
+    write_submission(submissions, "instructor", instructor, name)
+    write_submission(submissions, "untouched", read(ROOT / "assignments" / assignment / name), name)
+    expected_bugs = {}
+    for part in parts:
+        buggy = read(solution_path)
+        cell = buggy.cells[solution_index(buggy, part.name)]
+        cell.source = perturbed(cell.source, part.name)
+        write_submission(submissions, f"broken-{part.name}", buggy, name)
+        for number, (bug, function) in enumerate(part.bugs.items()):
+            write_submission(submissions, f"bug-{part.name}-{number}", replaced(instructor, part.name, function), name)
+            expected_bugs[f"bug-{part.name}-{number}"] = (part.name, bug)
+    write_submission(submissions, "wrong-name", instructor, "my_homework.ipynb")
+
+    grades, _ = autograde(assignment, submissions, tmp_path / "grades.csv")
     assert float(grades["instructor"]["max_score"]) == total
     assert (float(grades["instructor"]["score"]), grades["instructor"]["status"]) == (total, "graded")
     assert (float(grades["untouched"]["score"]), grades["untouched"]["status"]) == (0, "graded")
     for part in parts:
-        assert f"test_{part} 0/" in grades["untouched"]["detail"]
-        row = grades[f"bug-{part.replace('_', '-')}"]
-        assert float(row["score"]) == total - points[f"test_{part}"], (part, row["detail"])
-        assert f"test_{part} 0/{points[f'test_{part}']:g}" in row["detail"]
+        assert f"test_{part.name} 0/" in grades["untouched"]["detail"]
+        row = grades[f"broken-{part.name}"]
+        assert float(row["score"]) == total - points[part.name], (part.name, row["detail"])
+        assert f"test_{part.name} 0/{points[part.name]:g}" in row["detail"]
+    for student, (part_name, bug) in expected_bugs.items():
+        row = grades[student]
+        assert float(row["score"]) == total - points[part_name], (student, row["detail"])
+        assert f"typical bug: {bug}" in row["detail"], (student, row["detail"])
     assert grades["wrong-name"]["status"] == "missing" and name in grades["wrong-name"]["detail"]
 
-    again = autograde(assignment, submissions, tmp_path / "again.csv")
+    again, _ = autograde(assignment, submissions, tmp_path / "again.csv")
     assert again == grades  # idempotent

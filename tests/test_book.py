@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import yaml
 
-from dl4nlp.cli import build_book
+from dl4nlp.instructor.book import build_book
 
 ROOT = Path(__file__).resolve().parent.parent
 

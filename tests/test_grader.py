@@ -1,12 +1,13 @@
 """Grading that survives a real class: hostile, broken and Colab-edited submissions.
 
-Every submission below is built from the real notebooks of an assignment (the instructor
-notebook for correct code, the released one for stubs) and graded in ONE run of the real
-`dl4nlp autograde` command (two jobs), which must give each the expected score and status:
+Each scenario below is one kind of submission, built from the real notebooks of an assignment
+(the instructor notebook for correct code, the released one for stubs), with the score,
+status and words of `detail` it must get. All scenarios are graded in ONE run of the real
+`dl4nlp autograde` command (two jobs), and each is its own test:
 
 - tampering earns nothing: builtins, torch, numpy and the checking helpers monkeypatched or
   shadowed, test cells edited or deleted, reports forged on the grader's channel;
-- the hidden tests and other submissions are out of reach (reading solutions/, the
+- the instructor notebook and other submissions are out of reach (reading solutions/, the
   submissions folder, the network; writing into another student's folder);
 - answers imported from dl4nlp, looked up by name, taken from a class or loaded from the
   package's file are flagged "reference" and score nothing;
@@ -21,8 +22,8 @@ notebook for correct code, the released one for stubs) and graded in ONE run of 
 - feedback pages are written, and hide the failing case when asked.
 
 Then properties of the checks themselves, in process (fast): for every assignment the
-reference passes on cases drawn from any seed, and no wrong implementation of a part
-(perturbed outputs, or typical bugs) passes it.
+reference passes on cases drawn from any seed, no wrong implementation of a part (perturbed
+outputs, or typical bugs) passes it, and each typical bug is named.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import re
 import subprocess
 import sys
 import textwrap
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,75 +45,21 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from submissions import (append, autograde, colab, insert, is_test_cell, nbgrader, perturbed, read, solution_index,
+                         write_submission, wrong_answers)
 
-from dl4nlp import assessment
-from dl4nlp.grader.course import load_course
-from dl4nlp.grader.sandbox import Limits, Sandbox
-from dl4nlp.grading import assignments
+from dl4nlp import exercises
+from dl4nlp.instructor.autograde.rubric import Rubric, load_rubric
+from dl4nlp.instructor.autograde.sandbox import Limits, Sandbox
+from dl4nlp.instructor.release import assignments
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = [a for a in assignments(ROOT) if (ROOT / "assignments" / a).is_dir()]
+ASSIGNMENT_UNDER_TEST = ASSIGNMENTS[0] if ASSIGNMENTS else "rnn"
 CELL_TIMEOUT = 8
 
 
-# --- building submissions ---------------------------------------------------------------------
-
-
-def read(path: Path) -> nbformat.NotebookNode:
-    return nbformat.read(path, as_version=4)
-
-
-def nbgrader(cell: nbformat.NotebookNode) -> dict:
-    return cell.metadata.get("nbgrader", {})
-
-
-def solution_index(notebook: nbformat.NotebookNode, part: str | None = None) -> int:
-    """Position of the (first) solution cell of `part`, or of the first graded part."""
-    for index, cell in enumerate(notebook.cells):
-        if nbgrader(cell).get("solution") and (part is None or nbgrader(cell).get("grade_id") == part):
-            return index
-    raise LookupError(part)
-
-
-def insert(notebook: nbformat.NotebookNode, source: str, position: int | None = None,
-           kind: str = "code") -> nbformat.NotebookNode:
-    """A copy of `notebook` with a new cell (no metadata) after the first solution cell, or at `position`."""
-    notebook = copy.deepcopy(notebook)
-    cell = nbformat.v4.new_code_cell(source) if kind == "code" else nbformat.v4.new_markdown_cell(source)
-    notebook.cells.insert(solution_index(notebook) + 1 if position is None else position, cell)
-    return notebook
-
-
-def wrong_answers(parts: list[str]) -> str:
-    """Every graded function defined, returning its first argument: wrong for every part."""
-    return "\n".join(f"def {name}(*args, **kwargs):\n    return args[0]\n" for name in parts)
-
-
-def perturbed(source: str, name: str) -> str:
-    return source + textwrap.dedent(f"""
-
-        _correct_{name} = {name}
-        def {name}(*args, **kwargs):
-            def nudge(value):
-                return tuple(nudge(v) for v in value) if isinstance(value, tuple) else value + 0.01
-            return nudge(_correct_{name}(*args, **kwargs))
-        """)
-
-
-def colab(notebook: nbformat.NotebookNode) -> dict:
-    """The notebook as Colab's File > Download writes it: nbformat 4.0, ids in metadata, no outputs."""
-    data = json.loads(nbformat.writes(notebook))
-    data["nbformat_minor"] = 0
-    data["metadata"] = {"colab": {"provenance": [], "gpuType": "T4"}, "accelerator": "GPU",
-                        "kernelspec": {"name": "python3", "display_name": "Python 3"},
-                        "language_info": {"name": "python"}}
-    for cell in data["cells"]:
-        cell["metadata"]["id"] = cell.pop("id", uuid.uuid4().hex[:12])
-        if cell["cell_type"] == "code":
-            cell["outputs"], cell["execution_count"] = [], None
-        if isinstance(cell["source"], str):
-            cell["source"] = cell["source"].splitlines(keepends=True)
-    return data
+# --- the hostile suite: one scenario, one test -------------------------------------------------
 
 
 @dataclass
@@ -122,36 +69,73 @@ class Expect:
     says: tuple[str, ...] = ()  # substrings of `detail`
 
 
-def build(root: Path, folder: Path, secret_target: Path, sandbox: Sandbox) -> dict[str, Expect]:
-    """Write every kind of submission into `folder`; return what each must get.
+@dataclass
+class Kit:
+    """What a scenario builds from: the assignment's notebooks and numbers, and where things are."""
 
-    Without bubblewrap the grader cannot keep a submission from reading files, and as root
-    it cannot limit processes: those submissions are left out there (a fork bomb would be real).
+    rubric: Rubric
+    solution: nbformat.NotebookNode  # the instructor notebook: correct code
+    released: nbformat.NotebookNode  # the student notebook: stubs
+    folder: Path  # the submissions folder
+    secret_target: Path  # a file outside the submissions that no submission may write
+
+    @property
+    def name(self) -> str:
+        return self.rubric.notebook
+
+    @property
+    def parts(self) -> list[str]:
+        return list(self.rubric.points)
+
+    @property
+    def total(self) -> float:
+        return self.rubric.max_score
+
+    @property
+    def second(self) -> str:
+        return self.parts[1] if len(self.parts) > 1 else self.parts[0]
+
+    def submit(self, student: str, notebook, file_name: str | None = None) -> Path:
+        return write_submission(self.folder, student, notebook, file_name or self.name)
+
+
+Scenario = Callable[[Kit, str], Expect]
+SCENARIOS: dict[str, tuple[Scenario, str | None]] = {}  # id -> (builder, what the machine must offer)
+
+
+def scenario(needs: str | None = None) -> Callable[[Scenario], Scenario]:
+    """Register a scenario under its function's name (dashes for underscores).
+
+    The builder writes one student's folder (named by the id) with `kit.submit` and returns what
+    it must get. `needs`: "bubblewrap" (reading files is only stopped there) or "process-limit"
+    (a fork bomb is only contained where the process limit holds).
     """
-    course = load_course(root, ASSIGNMENT_UNDER_TEST)
-    name = course.notebook
-    solution = read(root / "solutions" / course.assignment / name)
-    released = read(root / "assignments" / course.assignment / name)
-    parts, points, total = list(course.points), course.points, course.max_score
-    second = parts[1] if len(parts) > 1 else parts[0]
-    expect: dict[str, Expect] = {}
+    def register(build: Scenario) -> Scenario:
+        SCENARIOS[build.__name__.replace("_", "-")] = (build, needs)
+        return build
+    return register
 
-    def submit(student: str, notebook, expectation: Expect, file_name: str = name) -> None:
-        (folder / student).mkdir(parents=True)
-        path = folder / student / file_name
-        if isinstance(notebook, bytes):
-            path.write_bytes(notebook)
-        elif isinstance(notebook, dict):
-            path.write_text(json.dumps(notebook, indent=1))
-        else:
-            nbformat.write(notebook, path)
-        expect[student] = expectation
 
-    # honest round trips
-    submit("honest", solution, Expect(total, "graded"))
-    submit("untouched", released, Expect(0, "graded", tuple(f"test_{p} 0/" for p in parts)))
+# honest round trips
 
-    # tampering earns nothing
+
+@scenario()
+def honest(kit: Kit, student: str) -> Expect:
+    kit.submit(student, kit.solution)
+    return Expect(kit.total, "graded")
+
+
+@scenario()
+def untouched(kit: Kit, student: str) -> Expect:
+    kit.submit(student, kit.released)
+    return Expect(0, "graded", tuple(f"test_{p} 0/" for p in kit.parts))
+
+
+# tampering earns nothing
+
+
+@scenario()
+def patch_builtins(kit: Kit, student: str) -> Expect:
     patches = textwrap.dedent("""\
         import builtins, numpy, numpy.testing, torch, torch.testing
         builtins.abs = lambda x: 0
@@ -165,39 +149,65 @@ def build(root: Path, folder: Path, secret_target: Path, sandbox: Sandbox) -> di
         numpy.testing.assert_allclose = lambda *a, **k: None
         numpy.allclose = lambda *a, **k: True
         """)
-    submit("patch-builtins", insert(insert(released, wrong_answers(parts), len(released.cells)), patches, 0),
-           Expect(0, "graded"))
+    kit.submit(student, insert(append(kit.released, wrong_answers(kit.parts)), patches, 0))
+    return Expect(0, "graded")
+
+
+@scenario()
+def patch_grader(kit: Kit, student: str) -> Expect:
     helpers = textwrap.dedent("""\
         import sys
-        checks = sys.modules["dl4nlp.assessment"]
+        checks = sys.modules["dl4nlp.exercises"]
         checks.difference = lambda *a, **k: None
+        checks.mismatch = lambda *a, **k: None
         checks.judge = lambda *a, **k: checks.Verdict(True)
         checks.call = lambda function, case: checks.Outcome(output=case.args[0])
-        sys.modules["dl4nlp.checks"].check_shapes = lambda *a, **k: {}
         """)
-    submit("patch-grader", insert(insert(released, wrong_answers(parts), len(released.cells)), helpers, 0),
-           Expect(0, "graded"))
-    shadowed = insert(released, wrong_answers(parts) + "\nclass torch:\n    allclose = staticmethod(lambda *a, **k: True)\n",
-                      len(released.cells))
-    submit("shadow-names", shadowed, Expect(0, "graded"))
-    edited = insert(released, wrong_answers(parts), len(released.cells))
+    kit.submit(student, insert(append(kit.released, wrong_answers(kit.parts)), helpers, 0))
+    return Expect(0, "graded")
+
+
+@scenario()
+def shadow_names(kit: Kit, student: str) -> Expect:
+    kit.submit(student, append(kit.released, wrong_answers(kit.parts)
+                               + "\nclass torch:\n    allclose = staticmethod(lambda *a, **k: True)\n"))
+    return Expect(0, "graded")
+
+
+@scenario()
+def edit_tests(kit: Kit, student: str) -> Expect:
+    edited = append(kit.released, wrong_answers(kit.parts))
     for cell in edited.cells:
-        if nbgrader(cell).get("grade") and not nbgrader(cell).get("solution"):
+        if is_test_cell(cell):
             cell.source = "pass  # all tests pass"
-    submit("edit-tests", edited, Expect(0, "graded"))
-    deleted = copy.deepcopy(solution)
-    deleted.cells = [c for c in deleted.cells if not (nbgrader(c).get("grade") and not nbgrader(c).get("solution"))]
-    submit("delete-tests-honest", deleted, Expect(total, "graded"))
-    wrong_deleted = insert(released, wrong_answers(parts), len(released.cells))
-    wrong_deleted.cells = [c for c in wrong_deleted.cells
-                           if not (nbgrader(c).get("grade") and not nbgrader(c).get("solution"))]
-    submit("delete-tests-wrong", wrong_deleted, Expect(0, "graded"))
+    kit.submit(student, edited)
+    return Expect(0, "graded")
+
+
+@scenario()
+def delete_tests_honest(kit: Kit, student: str) -> Expect:
+    deleted = copy.deepcopy(kit.solution)
+    deleted.cells = [c for c in deleted.cells if not is_test_cell(c)]
+    kit.submit(student, deleted)
+    return Expect(kit.total, "graded")
+
+
+@scenario()
+def delete_tests_wrong(kit: Kit, student: str) -> Expect:
+    deleted = append(kit.released, wrong_answers(kit.parts))
+    deleted.cells = [c for c in deleted.cells if not is_test_cell(c)]
+    kit.submit(student, deleted)
+    return Expect(0, "graded")
+
+
+@scenario()
+def forge_report(kit: Kit, student: str) -> Expect:
     forge = textwrap.dedent("""\
         import os, json, base64, io, torch
         for fd in range(3, 64):
             try:
                 buffer = io.BytesIO()
-                torch.save([(torch.zeros(1), None)] * 8, buffer)
+                torch.save([(torch.zeros(1), (), None)] * 8, buffer)
                 for name in %r:
                     os.write(fd, (json.dumps({"event": "part", "phase": "end", "name": name, "is_reference": False,
                                               "calls": [], "outputs": base64.b64encode(buffer.getvalue()).decode()})
@@ -206,14 +216,21 @@ def build(root: Path, folder: Path, secret_target: Path, sandbox: Sandbox) -> di
             except OSError:
                 pass
         os._exit(0)
-        """) % (parts,)
-    submit("forge-report", insert(released, forge, len(released.cells)), Expect(0, "graded"))
+        """) % (kit.parts,)
+    kit.submit(student, append(kit.released, forge))
+    return Expect(0, "graded")
 
-    # out of reach: hidden tests, other submissions, the network
+
+# out of reach: the instructor notebook, other submissions, the network
+
+
+@scenario(needs="bubblewrap")
+def read_instructor_notebook(kit: Kit, student: str) -> Expect:
     steal = textwrap.dedent(f"""\
         import json, socket
         stolen = []
-        for path in [{str(root / 'solutions' / course.assignment / name)!r}, {str(folder / 'honest' / name)!r}]:
+        for path in [{str(ROOT / 'solutions' / kit.rubric.assignment / kit.name)!r},
+                     {str(kit.folder / 'honest' / kit.name)!r}]:
             try:
                 notebook = json.load(open(path))
             except OSError:
@@ -224,7 +241,7 @@ def build(root: Path, folder: Path, secret_target: Path, sandbox: Sandbox) -> di
                     stolen.append("\\n".join(l for l in source.splitlines() if "### " not in l))
         for code in stolen:
             exec(code)
-        for target in [{str(folder / 'honest' / name)!r}, {str(secret_target)!r}]:
+        for target in [{str(kit.folder / 'honest' / kit.name)!r}, {str(kit.secret_target)!r}]:
             try:
                 open(target, "w").write("overwritten")
             except OSError:
@@ -235,132 +252,256 @@ def build(root: Path, folder: Path, secret_target: Path, sandbox: Sandbox) -> di
         except OSError:
             pass
         """)
-    if sandbox.mode == "bubblewrap":
-        submit("read-hidden", insert(released, steal, len(released.cells)), Expect(0, "graded"))
+    kit.submit(student, append(kit.released, steal))
+    return Expect(0, "graded")
 
-    # answers from the reference
-    module = course.assessment.module
-    submit("import-reference", insert(released, f"from {module} import {', '.join(parts)}", len(released.cells)),
-           Expect(0, "reference", ("reference",)))
-    lookup = "\n".join(f"def {p}(*args, **kwargs):\n    import importlib\n"
-                       f"    return getattr(importlib.import_module({module!r}), {p!r})(*args, **kwargs)\n"
-                       for p in parts)
-    submit("call-reference", insert(released, lookup, len(released.cells)), Expect(0, "reference", ("reference",)))
-    from_file = textwrap.dedent(f"""\
-        import importlib, importlib.util
-        _module = importlib.import_module({module!r})
-        _spec = importlib.util.spec_from_file_location("copy_of_reference", _module.__file__)
+
+# answers from the reference
+
+
+def _imports(kit: Kit) -> str:
+    return "\n".join(f"from {part.module} import {part.name}" for part in kit.rubric.exercises.parts)
+
+
+@scenario()
+def import_reference(kit: Kit, student: str) -> Expect:
+    kit.submit(student, append(kit.released, _imports(kit)))
+    return Expect(0, "reference", ("reference",))
+
+
+@scenario()
+def call_reference(kit: Kit, student: str) -> Expect:
+    lookup = "\n".join(f"def {p.name}(*args, **kwargs):\n    import importlib\n"
+                       f"    return getattr(importlib.import_module({p.module!r}), {p.name!r})(*args, **kwargs)\n"
+                       for p in kit.rubric.exercises.parts)
+    kit.submit(student, append(kit.released, lookup))
+    return Expect(0, "reference", ("reference",))
+
+
+@scenario()
+def load_reference_file(kit: Kit, student: str) -> Expect:
+    from_file = "import importlib, importlib.util, sys\n" + "".join(textwrap.dedent(f"""\
+        _module = importlib.import_module({p.module!r})
+        _spec = importlib.util.spec_from_file_location("copy_of_{p.name}", _module.__file__)
         _copy = importlib.util.module_from_spec(_spec)
-        import sys
-        sys.modules["copy_of_reference"] = _copy
+        sys.modules["copy_of_{p.name}"] = _copy
         _spec.loader.exec_module(_copy)
-        """) + "\n".join(f"{p} = _copy.{p}" for p in parts)
-    submit("load-reference-file", insert(released, from_file, len(released.cells)),
-           Expect(0, "reference", ("reference",)))
+        {p.name} = _copy.{p.name}
+        """) for p in kit.rubric.exercises.parts)
+    kit.submit(student, append(kit.released, from_file))
+    return Expect(0, "reference", ("reference",))
 
-    # robust to editing
-    submit("colab", colab(solution), Expect(total, "graded"))
-    scratch = insert(insert(insert(insert(solution, "x = 1 / 0  # a scratch cell with an error", 1),
+
+# robust to editing
+
+
+@scenario()
+def colab_download(kit: Kit, student: str) -> Expect:
+    kit.submit(student, colab(kit.solution))
+    return Expect(kit.total, "graded")
+
+
+@scenario()
+def scratch_cells(kit: Kit, student: str) -> Expect:
+    scratch = insert(insert(insert(insert(kit.solution, "x = 1 / 0  # a scratch cell with an error", 1),
                                    "!pip install nothing-at-all\n%matplotlib inline\nimport math\nprint(math.pi)"),
                             "%%bash\necho this cell is not Python", 3),
-                     "import sys\nsys.exit('a student stopping the notebook')", len(solution.cells))
-    submit("scratch-cells", scratch, Expect(total, "graded", ("not Python",)))
-    turned = copy.deepcopy(solution)
+                     "import sys\nsys.exit('a student stopping the notebook')", len(kit.solution.cells))
+    kit.submit(student, scratch)
+    return Expect(kit.total, "graded", ("not Python",))
+
+
+@scenario()
+def markdown_to_code(kit: Kit, student: str) -> Expect:
+    turned = copy.deepcopy(kit.solution)
     markdown = next(i for i, c in enumerate(turned.cells) if c.cell_type == "markdown")
     turned.cells[markdown] = nbformat.v4.new_code_cell(turned.cells[markdown].source)
-    submit("markdown-to-code", turned, Expect(total, "graded"))
-    copied = copy.deepcopy(solution)
-    position = solution_index(copied, second)
+    kit.submit(student, turned)
+    return Expect(kit.total, "graded")
+
+
+@scenario()
+def duplicate_ids(kit: Kit, student: str) -> Expect:
+    copied = copy.deepcopy(kit.solution)
+    position = solution_index(copied, kit.second)
     twin = copy.deepcopy(copied.cells[position])
-    twin.source = perturbed(twin.source, second)
+    twin.source = perturbed(twin.source, kit.second)
     copied.cells.insert(position + 2, twin)
-    submit("duplicate-ids", copied, Expect(total - points[second], "graded", (f"test_{second} 0/{points[second]:g}",
-                                                                             "the last one")))
-    bare = copy.deepcopy(solution)
+    kit.submit(student, copied)
+    points = kit.rubric.points[kit.second]
+    return Expect(kit.total - points, "graded", (f"test_{kit.second} 0/{points:g}", "the last one"))
+
+
+@scenario()
+def no_metadata(kit: Kit, student: str) -> Expect:
+    bare = copy.deepcopy(kit.solution)
     for cell in bare.cells:
         cell.metadata = {}
-    submit("no-metadata", bare, Expect(total, "graded", ("recovered",)))
-    (folder / "nested" / "download").mkdir(parents=True)
-    nbformat.write(solution, folder / "nested" / "download" / name)
-    expect["nested"] = Expect(total, "graded", ("download/",))
+    kit.submit(student, bare)
+    return Expect(kit.total, "graded", ("recovered",))
 
-    # contained
-    submit("infinite-loop", insert(solution, "while True:\n    pass"), Expect(0, "timeout", ("timeout",)))
+
+@scenario()
+def nested(kit: Kit, student: str) -> Expect:
+    kit.submit(student, kit.solution, f"download/{kit.name}")
+    return Expect(kit.total, "graded", ("download/",))
+
+
+# contained
+
+
+@scenario()
+def infinite_loop(kit: Kit, student: str) -> Expect:
+    kit.submit(student, insert(kit.solution, "while True:\n    pass"))
+    return Expect(0, "timeout", ("timeout",))
+
+
+@scenario()
+def loop_ignores_alarm(kit: Kit, student: str) -> Expect:
     ignore = "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass"
-    submit("loop-ignores-alarm", insert(solution, ignore), Expect(0, "timeout", ("timeout",)))
-    slow = copy.deepcopy(solution)
-    slow.cells[solution_index(slow, second)].source += f"\n\ndef {second}(*args, **kwargs):\n    while True:\n        pass\n"
-    submit("slow-function", slow, Expect(total - points[second], "timeout", (f"test_{second} 0/",)))
-    submit("os-exit", insert(solution, "import os\nos._exit(3)"), Expect(0, "crashed", ("crashed",)))
-    submit("segfault", insert(solution, "import ctypes\nctypes.string_at(0)"), Expect(0, "crashed", ("SIGSEGV",)))
+    kit.submit(student, insert(kit.solution, ignore))
+    return Expect(0, "timeout", ("timeout",))
+
+
+@scenario()
+def slow_function(kit: Kit, student: str) -> Expect:
+    slow = copy.deepcopy(kit.solution)
+    slow.cells[solution_index(slow, kit.second)].source += (
+        f"\n\ndef {kit.second}(*args, **kwargs):\n    while True:\n        pass\n")
+    kit.submit(student, slow)
+    return Expect(kit.total - kit.rubric.points[kit.second], "timeout", (f"test_{kit.second} 0/",))
+
+
+@scenario()
+def os_exit(kit: Kit, student: str) -> Expect:
+    kit.submit(student, insert(kit.solution, "import os\nos._exit(3)"))
+    return Expect(0, "crashed", ("crashed",))
+
+
+@scenario()
+def segfault(kit: Kit, student: str) -> Expect:
+    kit.submit(student, insert(kit.solution, "import ctypes\nctypes.string_at(0)"))
+    return Expect(0, "crashed", ("SIGSEGV",))
+
+
+@scenario()
+def memory_bomb(kit: Kit, student: str) -> Expect:
     bomb = "chunks, size = [], 2**20\nwhile True:\n    chunks.append(bytearray(size))\n    size *= 2"
-    submit("memory-bomb", insert(solution, bomb), Expect(0, "memory", ("memory",)))
-    if sandbox.limits_processes:
-        submit("fork-bomb", insert(solution, "import os\nwhile True:\n    os.fork()"),
-               Expect(0, "processes", ("processes",)))
-
-    # one row per entry, whatever it holds
-    submit("invalid-json", b'{"cells": [', Expect(0, "invalid", ("not valid JSON",)))
-    submit("not-a-notebook", b"\x89PNG\r\n\x1a\n" + bytes(range(256)), Expect(0, "invalid", ("not a text file",)))
-    submit("json-not-notebook", b"[1, 2, 3]", Expect(0, "invalid", ("not a Jupyter notebook",)))
-    submit("empty-file", b"", Expect(0, "invalid", ("empty",)))
-    submit("wrong-name", solution, Expect(0, "missing", (name,)), file_name="my_homework.ipynb")
-    submit("extra-notebook", solution, Expect(total, "graded", ("ignored",)))
-    nbformat.write(released, folder / "extra-notebook" / "scratch.ipynb")
-    (folder / "stray.ipynb").write_text("{}")
-    expect["stray.ipynb"] = Expect(0, "invalid", ("not a student folder",))
-    return expect
+    kit.submit(student, insert(kit.solution, bomb))
+    return Expect(0, "memory", ("memory",))
 
 
-ASSIGNMENT_UNDER_TEST = ASSIGNMENTS[0] if ASSIGNMENTS else "rnn"
+@scenario(needs="process-limit")
+def fork_bomb(kit: Kit, student: str) -> Expect:
+    kit.submit(student, insert(kit.solution, "import os\nwhile True:\n    os.fork()"))
+    return Expect(0, "processes", ("processes",))
 
 
-def autograde(root: Path, submissions: Path, out: Path, *extra: str) -> tuple[dict[str, dict[str, str]], str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "dl4nlp", "autograde", ASSIGNMENT_UNDER_TEST, str(submissions), "--out", str(out),
-         "--jobs", "2", "--cell-timeout", str(CELL_TIMEOUT), "--timeout", "120", "--memory-mb", "2048", *extra],
-        cwd=root, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    with out.open() as handle:
-        rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["student", "assignment", "score", "max_score", "status", "detail"]
-    return {row["student"]: row for row in rows}, result.stderr
+# one row per entry, whatever it holds
 
 
-def check_hostile_suite(root: Path, tmp_path: Path) -> None:
+@scenario()
+def invalid_json(kit: Kit, student: str) -> Expect:
+    kit.submit(student, b'{"cells": [')
+    return Expect(0, "invalid", ("not valid JSON",))
+
+
+@scenario()
+def not_a_notebook(kit: Kit, student: str) -> Expect:
+    kit.submit(student, b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    return Expect(0, "invalid", ("not a text file",))
+
+
+@scenario()
+def json_not_notebook(kit: Kit, student: str) -> Expect:
+    kit.submit(student, b"[1, 2, 3]")
+    return Expect(0, "invalid", ("not a Jupyter notebook",))
+
+
+@scenario()
+def empty_file(kit: Kit, student: str) -> Expect:
+    kit.submit(student, b"")
+    return Expect(0, "invalid", ("empty",))
+
+
+@scenario()
+def wrong_name(kit: Kit, student: str) -> Expect:
+    kit.submit(student, kit.solution, "my_homework.ipynb")
+    return Expect(0, "missing", (kit.name,))
+
+
+@scenario()
+def extra_notebook(kit: Kit, student: str) -> Expect:
+    kit.submit(student, kit.solution)
+    kit.submit(student, kit.released, "scratch.ipynb")
+    return Expect(kit.total, "graded", ("ignored",))
+
+
+@scenario()
+def stray_file(kit: Kit, student: str) -> Expect:
+    (kit.folder / student).write_text("{}")  # a file, not a student's folder
+    return Expect(0, "invalid", ("not a student folder",))
+
+
+@dataclass
+class SuiteRun:
+    expect: dict[str, Expect]
+    grades: dict[str, dict[str, str]]
+    skipped: dict[str, str]  # scenario -> why it was left out on this machine
+    sandbox: Sandbox
+    feedback: Path
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory) -> SuiteRun:
+    """Every scenario written into one submissions folder and graded in one run of the real command."""
+    if not ASSIGNMENTS:
+        pytest.skip("no released assignment yet")
     import dl4nlp
 
-    sandbox = Sandbox(Path(dl4nlp.__file__).parent, tmp_path, [], Limits(), "dl4nlp.rnn", [])  # what this machine offers
-    submissions = tmp_path / "submissions"
-    submissions.mkdir()
+    tmp_path = tmp_path_factory.mktemp("hostile")
+    sandbox = Sandbox(Path(dl4nlp.__file__).parent, tmp_path, [], Limits(), [])  # what this machine offers
+    offers = {"bubblewrap": sandbox.mode == "bubblewrap", "process-limit": sandbox.limits_processes}
+    rubric = load_rubric(ROOT, ASSIGNMENT_UNDER_TEST)
     csv_path = tmp_path / "out" / "grades.csv"
     csv_path.parent.mkdir()
-    expect = build(root, submissions, csv_path, sandbox)
-    honest = submissions / "honest" / load_course(root, ASSIGNMENT_UNDER_TEST).notebook
-    before = honest.read_bytes()
-    grades, stderr = autograde(root, submissions, csv_path, "--feedback", str(tmp_path / "feedback"),
-                               "--hide-hidden")
+    kit = Kit(rubric, read(ROOT / "solutions" / rubric.assignment / rubric.notebook),
+              read(ROOT / "assignments" / rubric.assignment / rubric.notebook), tmp_path / "submissions", csv_path)
+    kit.folder.mkdir()
+    expect, skipped = {}, {}
+    for name, (build, needs) in SCENARIOS.items():
+        if needs and not offers[needs]:
+            skipped[name] = f"needs {needs}, which this machine does not offer (sandbox: {sandbox.mode})"
+        else:
+            expect[name] = build(kit, name)
+    honest_notebook = kit.folder / "honest" / kit.name
+    before = honest_notebook.read_bytes()
+    grades, stderr = autograde(rubric.assignment, kit.folder, csv_path, "--jobs", "2", "--cell-timeout",
+                               str(CELL_TIMEOUT), "--timeout", "120", "--memory-mb", "2048",
+                               "--feedback", str(tmp_path / "feedback"), "--hide-cases")
     assert ("warning" in stderr) == (sandbox.mode != "bubblewrap"), stderr
     assert sorted(grades) == sorted(expect), "exactly one row per entry"
-    problems = []
-    for student, expectation in expect.items():
-        row = grades[student]
-        got = (float(row["score"]), row["status"])
-        if got != (expectation.score, expectation.status) or not all(s in row["detail"] for s in expectation.says):
-            problems.append(f"{student}: expected {expectation.score:g} {expectation.status} {expectation.says}, "
-                            f"got {got[0]:g} {got[1]}: {row['detail']}")
-    assert not problems, "\n".join(problems)
-    assert honest.read_bytes() == before, "a submission changed another student's notebook"
-    pages = sorted(p.name for p in (tmp_path / "feedback").iterdir())
-    assert len(pages) == len(expect)
-    page = (tmp_path / "feedback" / "duplicate-ids.html").read_text()
-    assert "0 / " in page and "hidden case" in page and not re.search(r"on case \d", page)  # --hide-hidden
+    assert honest_notebook.read_bytes() == before, "a submission changed another student's notebook"
+    return SuiteRun(expect, grades, skipped, sandbox, tmp_path / "feedback")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not ASSIGNMENTS, reason="no released assignment yet")
-def test_hostile_and_broken_submissions(tmp_path):
-    check_hostile_suite(ROOT, tmp_path)
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_hostile_submission(suite, name):
+    if name in suite.skipped:
+        pytest.skip(suite.skipped[name])
+    expectation, row = suite.expect[name], suite.grades[name]
+    assert (float(row["score"]), row["status"]) == (expectation.score, expectation.status), row["detail"]
+    for words in expectation.says:
+        assert words in row["detail"], row["detail"]
+
+
+@pytest.mark.slow
+def test_every_entry_gets_a_feedback_page_that_hides_the_cases(suite):
+    pages = sorted(p.name for p in suite.feedback.iterdir())
+    assert len(pages) == len(suite.expect)
+    page = (suite.feedback / "duplicate-ids.html").read_text()
+    assert "0 / " in page and "hidden case" in page and not re.search(r"on case \d", page)  # --hide-cases
 
 
 # --- the checks themselves (in process) -------------------------------------------------------
@@ -378,17 +519,18 @@ def _nudged(function, where: int, size: float):
     return wrong
 
 
+def _outcomes(part: exercises.Part, cases: list[exercises.Case], function) -> list[exercises.Outcome]:
+    return [exercises.call(function, case) for case in cases]
+
+
 @pytest.mark.parametrize("assignment", ASSIGNMENTS or ["rnn"])
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.text(max_size=8))
 def test_the_reference_passes_on_any_cases(assignment, seed):
-    checks = assessment.load(assignment)
-    for part in checks.parts:
-        cases = part.cases(assessment.generator(seed, part.name))
-        reference = checks.reference(part.name)
-        expected = [assessment.plain(reference(*case.args)) for case in cases]
-        outcomes = [assessment.call(reference, case) for case in cases]
-        assert assessment.judge(part, cases, expected, outcomes).passed
+    for part in exercises.load(assignment).parts:
+        cases = part.cases(exercises.generator(seed, part.name))
+        expected = _outcomes(part, cases, part.reference())
+        assert exercises.judge(part, cases, expected, _outcomes(part, cases, part.reference())).passed
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS or ["rnn"])
@@ -397,30 +539,29 @@ def test_the_reference_passes_on_any_cases(assignment, seed):
        data=st.data())
 def test_no_wrong_implementation_passes(assignment, seed, where, size, data):
     """A part's output wrong in a single number, by any amount that matters, scores zero for that part."""
-    checks = assessment.load(assignment)
-    part = data.draw(st.sampled_from(checks.parts))
-    cases = part.cases(assessment.generator(seed, part.name))
-    reference = checks.reference(part.name)
-    expected = [assessment.plain(reference(*case.args)) for case in cases]
+    part = data.draw(st.sampled_from(exercises.load(assignment).parts))
+    cases = part.cases(exercises.generator(seed, part.name))
+    reference = part.reference()
+    expected = _outcomes(part, cases, reference)
     wrong = _nudged(reference, where, size)
     case_index = data.draw(st.integers(0, len(cases) - 1))
-    outcomes = [assessment.call(wrong if i == case_index else reference, case) for i, case in enumerate(cases)]
-    assert not assessment.judge(part, cases, expected, outcomes).passed
+    outcomes = [exercises.call(wrong if i == case_index else reference, case) for i, case in enumerate(cases)]
+    assert not exercises.judge(part, cases, expected, outcomes).passed
 
 
 def test_the_sandbox_choice_is_explained(tmp_path):
-    sandbox = Sandbox(tmp_path, tmp_path, [], Limits(), "dl4nlp.rnn", [], requested="none")
+    sandbox = Sandbox(tmp_path, tmp_path, [], Limits(), [], requested="none")
     assert sandbox.mode == "subprocess" and "not contained" in sandbox.warning
 
 
 def test_a_report_survives_anything_in_its_outputs():
-    from dl4nlp.grader.batch import _load_outcomes
+    from dl4nlp.instructor.autograde.grader import _load_outcomes
 
     class Evil:
         def __reduce__(self):
             return (print, ("pwned",))
 
-    for payload in (Evil(), [torch.nn.Parameter(torch.ones(1))], "text"):
+    for payload in (Evil(), [torch.nn.Parameter(torch.ones(1))], "text", [(torch.ones(1), (Evil(),), None)]):
         buffer = __import__("io").BytesIO()
         torch.save(payload, buffer)
         with pytest.raises(ValueError):
@@ -429,99 +570,101 @@ def test_a_report_survives_anything_in_its_outputs():
         _load_outcomes("not base64 at all!", 1)
 
 
-# rnn: typical bugs, each of which the cases must catch whatever the seed
-def _rnn_bugs() -> dict[str, object]:
+BUGS = [(assignment, part.name, bug) for assignment in ASSIGNMENTS for part in exercises.load(assignment).parts
+        for bug in part.bugs]
+
+
+@pytest.mark.parametrize(("assignment", "part_name", "bug"), BUGS, ids=[f"{a}-{p}-{b[:40]}" for a, p, b in BUGS])
+@settings(max_examples=3, deadline=None)
+@given(seed=st.text(max_size=8))
+def test_each_typical_bug_fails_and_is_named(assignment, part_name, bug, seed):
+    """Whatever the cases, a typical bug scores zero, and the feedback names it (and no other)."""
+    part = exercises.load(assignment).part(part_name)
+    cases = part.cases(exercises.generator(seed, part.name))
+    verdict = exercises.judge(part, cases, _outcomes(part, cases, part.reference()),
+                              _outcomes(part, cases, part.bugs[bug]))
+    assert not verdict.passed
+    assert verdict.bug == bug and bug in verdict.message and bug in verdict.summary
+
+
+def test_every_part_has_typical_bugs_and_forbidden_calls():
+    for assignment in ASSIGNMENTS:
+        for part in exercises.load(assignment).parts:
+            assert len(part.bugs) >= 2, f"{assignment}.{part.name}: list its typical bugs"
+            assert part.forbidden, f"{assignment}.{part.name}: list the library calls that would do it in one line"
+
+
+def test_a_detached_or_numpy_answer_fails_on_its_gradients():
+    """Right values are not enough: the gradients must flow back to every input."""
+    import numpy as np
+
     from dl4nlp import rnn
 
-    def rnn_no_bias_hh(x, h, weight_ih, weight_hh, bias_ih, bias_hh):
-        return torch.tanh(x @ weight_ih.T + bias_ih + h @ weight_hh.T)
+    part = exercises.load("rnn").part("gru_cell")
+    cases = part.cases(exercises.generator("gradients", part.name))
+    expected = _outcomes(part, cases, part.reference())
 
-    def lstm_gates_ifog(x, state, weight_ih, weight_hh, bias_ih, bias_hh):
-        h, c = state
-        i, f, o, g = (x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh).chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
-
-    def gru_reset_outside(x, h, weight_ih, weight_hh, bias_ih, bias_hh):
+    def detached(x, h, weight_ih, weight_hh, bias_ih, bias_hh):
         x_r, x_z, x_n = (x @ weight_ih.T + bias_ih).chunk(3, dim=1)
-        h_r, h_z, _ = (h @ weight_hh.T + bias_hh).chunk(3, dim=1)
-        W_hn, b_hn = weight_hh.chunk(3)[2], bias_hh.chunk(3)[2]
+        h_r, h_z, h_n = (h @ weight_hh.T + bias_hh).chunk(3, dim=1)
         r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
-        n = torch.tanh(x_n + (r * h) @ W_hn.T + b_hn)
+        n = torch.tanh(x_n + r * h_n.detach())
         return (1 - z) * n + z * h
 
-    def bidirectional_flip_everything(cell, x, state_forward, state_backward, weights_forward, weights_backward,
-                                      lengths=None):
-        forward, final_forward = rnn.unroll(cell, x, state_forward, weights_forward, lengths)
-        backward, final_backward = rnn.unroll(cell, x.flip(1), state_backward, weights_backward, lengths)
-        return torch.cat([forward, backward.flip(1)], dim=-1), final_forward, final_backward
+    def in_numpy(*args):
+        return torch.from_numpy(np.asarray(rnn.gru_cell(*(a.detach() for a in args))))
 
-    def bidirectional_zero_backward_state(cell, x, state_forward, state_backward, weights_forward,
-                                          weights_backward, lengths=None):
-        zeros = tuple(torch.zeros_like(s) for s in state_backward) if isinstance(state_backward, tuple) \
-            else torch.zeros_like(state_backward)
-        return rnn.bidirectional_layer(cell, x, state_forward, zeros, weights_forward, weights_backward, lengths)
-
-    def classify_last_step(tokens, lengths, embedding, encoder, head):
-        output, _ = encoder(embedding(tokens), lengths=lengths)
-        return head(output[:, -1])
-
-    def classify_first_layer(tokens, lengths, embedding, encoder, head):
-        _, final = encoder(embedding(tokens), lengths=lengths)
-        h_n = final[0] if isinstance(final, tuple) else final
-        directions = 2 if encoder.bidirectional else 1
-        return head(torch.cat(list(h_n[:directions]), dim=-1))
-
-    return {"rnn_cell": [rnn_no_bias_hh], "lstm_cell": [lstm_gates_ifog], "gru_cell": [gru_reset_outside],
-            "bidirectional_layer": [bidirectional_flip_everything, bidirectional_zero_backward_state],
-            "classify": [classify_last_step, classify_first_layer]}
-
-
-@pytest.mark.skipif("rnn" not in assignments(ROOT), reason="no rnn assignment")
-@settings(max_examples=5, deadline=None)
-@given(seed=st.text(max_size=8))
-def test_typical_rnn_bugs_score_zero(seed):
-    checks = assessment.load("rnn")
-    for name, bugs in _rnn_bugs().items():
-        part = checks.part(name)
-        cases = part.cases(assessment.generator(seed, name))
-        expected = [assessment.plain(checks.reference(name)(*case.args)) for case in cases]
-        for bug in bugs:
-            verdict = assessment.judge(part, cases, expected, [assessment.call(bug, case) for case in cases])
-            assert not verdict.passed, f"{bug.__name__} passes the checks of {name}"
+    verdict = exercises.judge(part, cases, expected, _outcomes(part, cases, detached))
+    assert not verdict.passed and "gradient with respect to" in verdict.message
+    verdict = exercises.judge(part, cases, expected, _outcomes(part, cases, in_numpy))
+    assert not verdict.passed and "gradients cannot flow" in verdict.message
 
 
 # --- reading submissions and the CSV (fast, no sandbox) ---------------------------------------
 
 
 @pytest.mark.parametrize("assignment", assignments(ROOT))
-def test_every_assignment_has_checks_that_agree_with_its_notebook(assignment):
-    course = load_course(ROOT, assignment)  # raises if a test cell has no check or the points differ
-    assert course.points and course.max_score == sum(course.assessment.points.values())
+def test_every_assignment_has_exercises_that_agree_with_its_notebook(assignment):
+    rubric = load_rubric(ROOT, assignment)  # raises if a test cell has no part or the points differ
+    assert rubric.points and rubric.max_score == sum(part.points for part in rubric.exercises.parts)
+
+
+def test_points_that_differ_from_the_exercises_stop_grading(tmp_path):
+    from dl4nlp.instructor import GradingError
+
+    for name in ("_config.yml", "_toc.yml"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    notebook = read(ROOT / "solutions" / "rnn" / "rnn.ipynb")
+    for cell in notebook.cells:
+        if nbgrader(cell).get("grade_id") == "test_lstm_cell":
+            cell.metadata.nbgrader.points = 30
+    (tmp_path / "solutions" / "rnn").mkdir(parents=True)
+    nbformat.write(notebook, tmp_path / "solutions" / "rnn" / "rnn.ipynb")
+    with pytest.raises(GradingError, match="dl4nlp sync"):
+        load_rubric(tmp_path, "rnn")
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_graded_cells_are_recovered_without_metadata(assignment):
-    from dl4nlp.grader.submission import read_submission
+    from dl4nlp.instructor.autograde.submission import read_submission
 
-    course = load_course(ROOT, assignment)
-    solution = read(ROOT / "solutions" / assignment / course.notebook)
+    rubric = load_rubric(ROOT, assignment)
+    solution = read(ROOT / "solutions" / assignment / rubric.notebook)
     data = colab(solution)
     for cell in data["cells"]:
         cell["metadata"] = {}
-    submission = read_submission(json.dumps(data).encode(), course.notebook, course)
+    submission = read_submission(json.dumps(data).encode(), rubric.notebook, rubric)
     defined = {name for cell in submission.runnable for name in cell.defines}
-    assert defined == set(course.points)
-    assert all(f"recovered {name}" in " ".join(submission.notes) for name in course.points)
+    assert defined == set(rubric.points)
+    assert all(f"recovered {name}" in " ".join(submission.notes) for name in rubric.points)
     assert not [cell for cell in submission.runnable if "BEGIN HIDDEN TESTS" in cell.source]  # tests never run
 
 
 def test_answers_taken_from_the_reference_are_found_in_the_source():
-    from dl4nlp.grader.course import Course
-    from dl4nlp.grader.submission import CodeCell, Submission, reference_uses
+    from dl4nlp.instructor.autograde.submission import CodeCell, Submission, reference_uses
 
-    course = Course(ROOT, "rnn", "rnn.ipynb", assessment.load("rnn"), {"lstm_cell": 3, "gru_cell": 3,
-                                                                       "rnn_cell": 2}, {}, ())
+    rubric = Rubric(ROOT, "rnn", "rnn.ipynb", exercises.load("rnn"), {"lstm_cell": 3, "gru_cell": 3, "rnn_cell": 2},
+                    {}, ())
     sources = {
         "from dl4nlp.rnn import lstm_cell as mine": {"lstm_cell"},
         "import dl4nlp.rnn as R\ndef gru_cell(*a):\n    return R.gru_cell(*a)": {"gru_cell"},
@@ -532,11 +675,11 @@ def test_answers_taken_from_the_reference_are_found_in_the_source():
     }
     for source, flagged in sources.items():
         submission = Submission([CodeCell(1, source, "other")])
-        assert set(reference_uses(submission, course)) == flagged, source
+        assert set(reference_uses(submission, rubric)) == flagged, source
 
 
 def test_the_csv_holds_one_plain_row_per_report(tmp_path):
-    from dl4nlp.grading import GradeRow, write_csv
+    from dl4nlp.instructor.gradebook import GradeRow, write_csv
 
     rows = [GradeRow("=HYPERLINK(\"x\")", "rnn", 1.0, 13.0, "graded", "line\nbreak, \"quotes\"\x00 and\ttabs"),
             GradeRow("bob", "rnn", 0.0, 13.0, "invalid", "-1 points?")]
@@ -566,16 +709,16 @@ def _namespace(notebook: nbformat.NotebookNode) -> dict:
 def test_the_selfcheck_gives_points_for_what_works(assignment):
     from dl4nlp.selfcheck import run_selfcheck
 
-    course = load_course(ROOT, assignment)
-    instructor = run_selfcheck(assignment, _namespace(read(ROOT / "solutions" / assignment / course.notebook)))
-    student = run_selfcheck(assignment, _namespace(read(ROOT / "assignments" / assignment / course.notebook)))
-    assert instructor.points == course.max_score and "passed" in repr(instructor)
+    rubric = load_rubric(ROOT, assignment)
+    instructor = run_selfcheck(assignment, _namespace(read(ROOT / "solutions" / assignment / rubric.notebook)))
+    student = run_selfcheck(assignment, _namespace(read(ROOT / "assignments" / assignment / rubric.notebook)))
+    assert instructor.points == rubric.max_score and "passed" in repr(instructor)
     assert student.points == 0 and "not implemented" in student._repr_html_()
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_the_student_notebook_ends_with_the_selfcheck(assignment):
-    name = load_course(ROOT, assignment).notebook
+    name = load_rubric(ROOT, assignment).notebook
     code = [c.source for c in read(ROOT / "assignments" / assignment / name).cells if c.cell_type == "code"]
     assert f'run_selfcheck("{assignment}", globals())' in code[-1], "the last code cell should run the self-check"
 

@@ -6,7 +6,7 @@ The last cell of each assignment calls it::
     run_selfcheck("rnn", globals())
 
 It works in Colab and locally without nbgrader (the notebook file is not needed: the
-checks come from `dl4nlp.assessment`). It calls each function the notebook defines on
+cases come from `dl4nlp.exercises`). It calls each function the notebook defines on
 public cases, compares the outputs with `dl4nlp`'s reference, and returns a report that
 the notebook shows as a table. The grader runs the same kind of checks on other cases,
 drawn when it grades; a function that passes here is very likely right. While grading,
@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dl4nlp.assessment import Verdict, call, judge, load, plain, public_cases
+from dl4nlp.exercises import Verdict, call, judge, load, public_cases
 
 
 @dataclass(frozen=True)
@@ -73,14 +73,14 @@ class SelfCheck:
 
 def run_selfcheck(assignment: str, namespace: Mapping[str, Any]) -> SelfCheck:
     """Check every graded function defined in `namespace` (pass `globals()`) on the public cases."""
-    assessment = load(assignment)
+    exercises = load(assignment)
     if os.environ.get("DL4NLP_GRADING"):
         return SelfCheck(assignment, (), skipped=True)
     parts = []
-    for part in assessment.parts:
-        max_points = float(assessment.points[part.name])
+    for part in exercises.parts:
+        max_points = float(part.points)
         function = namespace.get(part.name)
-        reference = assessment.reference(part.name)
+        reference = part.reference()
         if function is None:
             verdict = Verdict(False, f"{part.name} is not defined: run its cell first")
         elif function is reference or getattr(function, "__code__", None) is getattr(reference, "__code__", 0):
@@ -88,8 +88,8 @@ def run_selfcheck(assignment: str, namespace: Mapping[str, Any]) -> SelfCheck:
         elif not callable(function):
             verdict = Verdict(False, f"{part.name} is not a function")
         else:
-            cases = public_cases(assessment, part)
-            expected = [plain(reference(*case.args)) for case in cases]
+            cases = public_cases(exercises, part)
+            expected = [call(reference, case) for case in cases]
             verdict = judge(part, cases, expected, [call(function, case) for case in cases])
         parts.append(PartCheck(part.name, max_points if verdict.passed else 0.0, max_points, verdict.message))
     return SelfCheck(assignment, tuple(parts))

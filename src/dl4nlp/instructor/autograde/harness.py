@@ -1,8 +1,8 @@
 """Inside the sandbox: a zygote that imports torch once, and one forked child per submission.
 
-    python -m dl4nlp.grader.harness CONTROL_FD MODULE JOBS_ROOT [PRELOAD ...]
+    python -m dl4nlp.instructor.autograde.harness CONTROL_FD JOBS_ROOT [PRELOAD ...]
 
-The zygote imports torch, the (trapped) chapter module, the assignment's checks and the
+The zygote imports torch, the (trapped) chapter modules, the exercises and the
 modules the released notebook imports, then waits on the control socket. For each
 submission the grader sends three file descriptors (job data in, report out, stderr out)
 and the submission's user id; the zygote forks a child, and reaps it when it ends (or kills
@@ -122,14 +122,14 @@ class Harness:
 
         import torch
 
-        from dl4nlp import assessment
-        from dl4nlp.grader import trap
+        from dl4nlp import exercises
+        from dl4nlp.instructor.autograde import trap
 
         self.job, self.cases, self.channel = job, cases, channel
         self.main_pid = _getpid()
-        self.torch, self.assessment, self.trap = torch, assessment, trap
-        self.module = importlib.import_module(job["module"])
-        self.references = {name: getattr(self.module, name, None) for name in job["parts"]}
+        self.torch, self.exercises, self.trap = torch, exercises, trap
+        self.references = {name: getattr(importlib.import_module(module), name, None)
+                           for name, module in job["parts"].items()}
         self.namespace = {"__name__": "__main__", "__builtins__": builtins,
                           "display": lambda *objects, **options: None, "get_ipython": lambda: None}
         self.builtins = dict(vars(builtins))  # pristine: no student code has run yet
@@ -190,9 +190,9 @@ class Harness:
         try:
             with _alarm(self.job["cell_timeout"]):
                 for args in self.cases[name]:
-                    outcome = self.assessment.call(function, self.assessment.Case(tuple(args), ""))
+                    outcome = self.exercises.call(function, self.exercises.Case(tuple(args), ""))
                     self.guard()
-                    outcomes.append((outcome.output, outcome.error))
+                    outcomes.append((outcome.output, outcome.gradients, outcome.error))
                     if outcome.error and outcome.error.startswith("MemoryError"):
                         result["status"] = "memory"
         except BaseException as error:  # noqa: BLE001 - a timeout, or an exception escaping `call`
@@ -213,7 +213,7 @@ class Harness:
         return result
 
     def run(self) -> None:
-        self.channel.send(event="ready", uid=os.getuid(), package=str(Path(self.module.__file__).parent))
+        self.channel.send(event="ready", uid=os.getuid(), package=str(Path(self.exercises.__file__).parents[1]))
         for index, source in self.job["cells"]:
             self.channel.send(event="cell", phase="start", index=index)
             status, error = self.run_cell(index, source)
@@ -331,7 +331,7 @@ def _clean_up(control: dict, pid: int, jobs_root: Path) -> None:
     shutil.rmtree(jobs_root / f"job-{control['job']}", ignore_errors=True)
 
 
-def serve(control_fd: int, module: str, jobs_root: Path, preload: list[str]) -> None:
+def serve(control_fd: int, jobs_root: Path, preload: list[str]) -> None:
     """Import once, then fork a child per job; children run at the same time when the grader asks for it.
 
     Control messages, in: {"job": n, "uid": u} with three descriptors (a new submission), or
@@ -343,7 +343,7 @@ def serve(control_fd: int, module: str, jobs_root: Path, preload: list[str]) -> 
     import torch
 
     torch.set_num_threads(1)
-    for name in [module, "dl4nlp.assessment", "dl4nlp.grader.trap", *preload]:
+    for name in ["dl4nlp.exercises", "dl4nlp.instructor.autograde.trap", *preload]:
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - a module the notebook imports but this machine lacks
@@ -393,4 +393,4 @@ def serve(control_fd: int, module: str, jobs_root: Path, preload: list[str]) -> 
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), sys.argv[4:])
+    serve(int(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:])

@@ -25,10 +25,11 @@ from pathlib import Path
 
 import torch
 
-from dl4nlp.assessment import Case, Outcome, Verdict, generator, judge, plain
-from dl4nlp.grader.course import Course, GradingError, load_course, trapped_package
-from dl4nlp.grader.sandbox import UID_BASE, Limits, Run, Sandbox, Worker
-from dl4nlp.grader.submission import InvalidSubmission, Submission, read_submission, reference_uses
+from dl4nlp.exercises import NOT_DIFFERENTIABLE, Case, Outcome, Verdict, call, generator, judge
+from dl4nlp.instructor import GradingError
+from dl4nlp.instructor.autograde.rubric import Rubric, load_rubric, trapped_package
+from dl4nlp.instructor.autograde.sandbox import UID_BASE, Limits, Run, Sandbox, Worker
+from dl4nlp.instructor.autograde.submission import InvalidSubmission, Submission, read_submission, reference_uses
 
 MAX_LISTED = 20  # notes and cell errors kept per submission
 SECRET_FILE = ".grading-secret"
@@ -91,18 +92,19 @@ def course_secret(root: Path) -> str:
 
 
 class Grader:
-    """One grading run: the course, the sandbox and a scratch folder, shared by all jobs."""
+    """One grading run: the rubric, the sandbox and a scratch folder, shared by all jobs."""
 
     def __init__(self, root: Path, assignment: str, submissions: Path, limits: Limits,
-                 hidden: list[Path] = ()) -> None:
-        self.course: Course = load_course(root, assignment)
+                 private: list[Path] = ()) -> None:
+        self.rubric: Rubric = load_rubric(root, assignment)
         self.submissions, self.limits = submissions, limits
         self.secret = course_secret(root)
         self.scratch = Path(tempfile.mkdtemp(prefix="dl4nlp-grading-"))
-        names = list(self.course.points)
-        package = trapped_package(self.scratch / "package", self.course.assessment.module, names)
-        self.sandbox = Sandbox(package, self.scratch, [root, submissions, *hidden], limits,
-                               self.course.assessment.module, list(self.course.imports))
+        exercises = self.rubric.exercises
+        graded = {module: [p.name for p in exercises.parts if p.module == module] for module in exercises.modules}
+        package = trapped_package(self.scratch / "package", graded)
+        self.sandbox = Sandbox(package, self.scratch, [root, submissions, *private], limits,
+                               [*exercises.modules, *self.rubric.imports])
         self._uids = iter(range(UID_BASE + secrets.randbelow(10**6) * 1000, UID_BASE + 2 * 10**9))
         self._lock = threading.Lock()
         self._workers: list[Worker] = []
@@ -141,12 +143,12 @@ class Grader:
 
     def grade(self, entry: Path) -> Report:
         """The report of one entry of the submissions folder; never raises."""
-        report = Report(entry.name, self.course.assignment, self.course.max_score)
+        report = Report(entry.name, self.rubric.assignment, self.rubric.max_score)
         try:
             path = self._notebook(entry, report)
             if path is None:
                 return self._zero(report)
-            submission = read_submission(path.read_bytes(), path.name, self.course)
+            submission = read_submission(path.read_bytes(), path.name, self.rubric)
             report.notes += submission.notes[:MAX_LISTED]
             if len(submission.notes) > MAX_LISTED:
                 report.notes.append(f"and {len(submission.notes) - MAX_LISTED} more notes")
@@ -161,11 +163,11 @@ class Grader:
         return report
 
     def _zero(self, report: Report) -> Report:
-        report.parts = [PartResult(name, 0.0, points, "not graded") for name, points in self.course.points.items()]
+        report.parts = [PartResult(name, 0.0, points, "not graded") for name, points in self.rubric.points.items()]
         return report
 
     def _notebook(self, entry: Path, report: Report) -> Path | None:
-        name = self.course.notebook
+        name = self.rubric.notebook
         if entry.is_symlink():
             report.status, report.problem = "invalid", f"{entry.name} is a symbolic link, not a submission"
             return None
@@ -195,19 +197,19 @@ class Grader:
         return path
 
     def _seed_words(self, student: str, part: str) -> tuple[str, ...]:
-        return ("grading", self.secret, self.course.assignment, student, part)
+        return ("grading", self.secret, self.rubric.assignment, student, part)
 
     def _run(self, student: str, submission: Submission, report: Report) -> None:
-        course = self.course
+        rubric = self.rubric
         cases: dict[str, list[Case]] = {}
-        for part in course.assessment.parts:
+        for part in rubric.exercises.parts:
             cases[part.name] = part.cases(generator(*self._seed_words(student, part.name)))
         buffer = io.BytesIO()
         torch.save({name: [case.args for case in drawn] for name, drawn in cases.items()}, buffer)
-        expected = {name: [plain(course.assessment.reference(name)(*case.args)) for case in drawn]
+        expected = {name: [call(rubric.exercises.part(name).reference(), case) for case in drawn]
                     for name, drawn in cases.items()}
         header = {"cells": [[cell.index, cell.source] for cell in submission.runnable],
-                  "parts": list(course.points), "module": course.assessment.module}
+                  "parts": {part.name: part.module for part in rubric.exercises.parts}}
         with self._lock:
             uid = next(self._uids) if self.sandbox.drops_user else None
         if not self._workers:
@@ -222,9 +224,9 @@ class Grader:
     # --- what came back ---------------------------------------------------------------------------
 
     def _judge(self, run: Run, submission: Submission, cases: dict[str, list[Case]],
-               expected: dict[str, list], report: Report) -> None:
-        course = self.course
-        static = reference_uses(submission, course)
+               expected: dict[str, list[Outcome]], report: Report) -> None:
+        rubric = self.rubric
+        static = reference_uses(submission, rubric)
         events = run.events
         cells = {e.get("index"): e for e in events if e.get("event") == "cell" and e.get("phase") == "end"}
         parts = {e.get("name"): e for e in events if e.get("event") == "part" and e.get("phase") == "end"}
@@ -237,7 +239,7 @@ class Grader:
         fatal = self._fatal(run, cells, done, setup)
         if fatal:
             report.status, report.problem = fatal
-        for name, max_points in course.points.items():
+        for name, max_points in rubric.points.items():
             result = PartResult(name, 0.0, max_points)
             report.parts.append(result)
             used = static.get(name) or self._dynamic_reference(parts.get(name))
@@ -327,7 +329,7 @@ class Grader:
             outcomes = _load_outcomes(str(event.get("outputs", "")), len(cases))
         except ValueError as error:
             return Verdict(False, f"its outputs could not be read ({error})", "its outputs could not be read")
-        return judge(self.course.assessment.part(name), cases, expected, outcomes)
+        return judge(self.rubric.exercises.part(name), cases, expected, outcomes)
 
 
 def _load_outcomes(encoded: str, count: int) -> list[Outcome]:
@@ -340,11 +342,15 @@ def _load_outcomes(encoded: str, count: int) -> list[Outcome]:
         raise ValueError("wrong number of results")
     outcomes = []
     for item in data:
-        if not isinstance(item, (tuple, list)) or len(item) != 2 or not isinstance(item[1], (str, type(None))):
+        if not isinstance(item, (tuple, list)) or len(item) != 3 or not isinstance(item[2], (str, type(None))):
             raise ValueError("malformed result")
-        output, error = item
+        output, gradients, error = item
         _check_plain(output)
-        outcomes.append(Outcome(output=output, error=error))
+        if gradients != NOT_DIFFERENTIABLE:
+            if not isinstance(gradients, (tuple, list)) or not all(type(g) is torch.Tensor for g in gradients):
+                raise ValueError("malformed gradients")
+            gradients = tuple(gradients)
+        outcomes.append(Outcome(output=output, gradients=gradients, error=error))
     return outcomes
 
 
@@ -379,19 +385,21 @@ def _signal_name(number: int) -> str:
 
 
 @dataclass
-class Batch:
+class GradedFolder:
+    """What grading a submissions folder gave: one report per entry, sorted by name."""
+
     reports: list[Report]
     warnings: list[str]
     mode: str
 
 
 def grade_folder(root: Path, assignment: str, submissions: Path, *, jobs: int = 1, limits: Limits = Limits(),
-                 hidden: list[Path] = (), progress: Callable[[Report], None] | None = None) -> Batch:
+                 private: list[Path] = (), progress: Callable[[Report], None] | None = None) -> GradedFolder:
     """Grade every entry of `submissions`; reports sorted by entry name."""
     if not submissions.is_dir():
         raise GradingError(f"submissions folder {submissions} does not exist")
     torch.set_num_threads(1)
-    grader = Grader(root, assignment, submissions, limits, list(hidden))
+    grader = Grader(root, assignment, submissions, limits, list(private))
     try:
         entries = grader.entries()
         grader.start_workers(max(1, min(jobs, len(entries))))
@@ -405,6 +413,6 @@ def grade_folder(root: Path, assignment: str, submissions: Path, *, jobs: int = 
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             reports = list(pool.map(grade, entries))
-        return Batch(reports, warnings, grader.sandbox.mode)
+        return GradedFolder(reports, warnings, grader.sandbox.mode)
     finally:
         grader.close()

@@ -1,8 +1,8 @@
-"""The `dl4nlp` command: instructor and contributor tooling.
+"""The `dl4nlp` command: instructor and contributor tooling, one module per command.
 
     dl4nlp release [ASSIGNMENT]                     regenerate assignments/ from solutions/ (nbgrader)
     dl4nlp autograde ASSIGNMENT SUBMISSIONS_DIR --out grades.csv [--jobs N] [--feedback DIR]
-    dl4nlp feedback ASSIGNMENT SUBMISSIONS_DIR --out DIR [--hide-hidden]
+    dl4nlp feedback ASSIGNMENT SUBMISSIONS_DIR --out DIR [--hide-cases]
     dl4nlp sync                                     re-derive solution, setup and badge cells
     dl4nlp book [--smoke] [--output DIR]            build the book: every page executed, offline, on the CPU
 
@@ -12,27 +12,25 @@ Run from the repository root (the folder with _config.yml).
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 
 def _release(args: argparse.Namespace, root: Path) -> int:
-    from dl4nlp import grading
+    from dl4nlp.instructor.release import assignments, release
 
-    for assignment in [args.assignment] if args.assignment else grading.assignments(root):
-        for notebook in grading.release(root, assignment):
+    for assignment in [args.assignment] if args.assignment else assignments(root):
+        for notebook in release(root, assignment):
             print(f"released {notebook.relative_to(root)}")
     return 0
 
 
 def _grade(args: argparse.Namespace, root: Path, csv_path: Path | None, feedback: Path | None) -> int:
-    from dl4nlp import grading
-    from dl4nlp.grader.batch import grade_folder
-    from dl4nlp.grader.feedback import write_feedback
-    from dl4nlp.grader.sandbox import Limits
+    from dl4nlp.instructor import gradebook
+    from dl4nlp.instructor.autograde.grader import grade_folder
+    from dl4nlp.instructor.autograde.sandbox import Limits
+    from dl4nlp.instructor.feedback import write_feedback
 
     start = time.perf_counter()
     limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.timeout, memory_mb=args.memory_mb)
@@ -41,20 +39,20 @@ def _grade(args: argparse.Namespace, root: Path, csv_path: Path | None, feedback
     def progress(report) -> None:
         print(f"{report.student:<24} {report.score:>5g}/{report.max_score:g}  {report.status}", flush=True)
 
-    hidden = [path.resolve().parent if path.suffix else path.resolve() for path in (csv_path, feedback) if path]
-    batch = grade_folder(root, args.assignment, submissions, jobs=args.jobs, limits=limits, hidden=hidden,
-                         progress=progress)
-    for warning in batch.warnings:
+    private = [path.resolve().parent if path.suffix else path.resolve() for path in (csv_path, feedback) if path]
+    graded = grade_folder(root, args.assignment, submissions, jobs=args.jobs, limits=limits, private=private,
+                          progress=progress)
+    for warning in graded.warnings:
         print(f"dl4nlp {args.command}: warning: {warning}", file=sys.stderr)
     if csv_path is not None:
-        grading.write_csv([grading.row(report) for report in batch.reports], csv_path)
+        gradebook.write_csv([gradebook.row(report) for report in graded.reports], csv_path)
     if feedback is not None:
-        write_feedback(batch.reports, feedback, args.hide_hidden)
+        write_feedback(graded.reports, feedback, args.hide_cases)
     seconds = time.perf_counter() - start
-    rate = len(batch.reports) / seconds * 60 if seconds else 0.0
+    rate = len(graded.reports) / seconds * 60 if seconds else 0.0
     written = " and ".join(str(p) for p in (csv_path, feedback) if p is not None)
-    print(f"{len(batch.reports)} submissions graded in {seconds:.1f} s ({rate:.0f} per minute, {args.jobs} job(s), "
-          f"{batch.mode}) -> {written}")
+    print(f"{len(graded.reports)} submissions graded in {seconds:.1f} s ({rate:.0f} per minute, {args.jobs} job(s), "
+          f"{graded.mode}) -> {written}")
     return 0
 
 
@@ -70,7 +68,7 @@ def _grading_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("assignment")
     parser.add_argument("submissions", help="folder with one folder per student holding the released notebook")
     parser.add_argument("--jobs", type=int, default=1, help="submissions graded in parallel (default: 1)")
-    parser.add_argument("--hide-hidden", action="store_true",
+    parser.add_argument("--hide-cases", "--hide-hidden", dest="hide_cases", action="store_true",
                         help="feedback says what failed but not on which of the grader's cases")
     parser.add_argument("--cell-timeout", type=float, default=120.0,
                         help="seconds per notebook cell and per graded function (default: 120)")
@@ -79,7 +77,7 @@ def _grading_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _sync(args: argparse.Namespace, root: Path) -> int:
-    from dl4nlp.notebooks import course_markdown, course_notebooks, sync_markdown, sync_notebook
+    from dl4nlp.instructor.sync import course_markdown, course_notebooks, sync_markdown, sync_notebook
 
     for notebook in course_notebooks(root):
         if sync_notebook(notebook, root):
@@ -91,27 +89,9 @@ def _sync(args: argparse.Namespace, root: Path) -> int:
 
 
 def _book(args: argparse.Namespace, root: Path) -> int:
+    from dl4nlp.instructor.book import build_book
+
     return build_book(root, smoke=args.smoke, output=Path(args.output) if args.output else None)
-
-
-def build_book(root: Path, *, smoke: bool = False, output: Path | None = None) -> int:
-    """Build the book with every warning an error; offline; rebuilds all pages (execution stays cached)."""
-    from dl4nlp.runtime import OFFLINE_ENVIRONMENT, SMOKE_VARIABLE
-
-    environment = {**os.environ, **OFFLINE_ENVIRONMENT}
-    environment.pop(SMOKE_VARIABLE, None)
-    if smoke:
-        environment[SMOKE_VARIABLE] = "1"
-    command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--all",
-               "--warningiserror", "--nitpick", "--keep-going"]
-    if output is not None:
-        command += ["--path-output", str(output)]
-    start = time.perf_counter()
-    # The widget manager comes from the npm registry, so the built book serves it itself.
-    subprocess.run(["sh", str(root / "scripts" / "fetch_widget_manager.sh")], check=True)
-    code = subprocess.run(command, env=environment).returncode
-    print(f"book build {'succeeded' if code == 0 else 'FAILED'} in {time.perf_counter() - start:.0f} s")
-    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     book.set_defaults(run=_book)
     args = parser.parse_args(argv)
 
-    from dl4nlp.notebooks import project_root
+    from dl4nlp.instructor.sync import project_root
 
     try:
         return args.run(args, project_root())

@@ -1,32 +1,22 @@
-"""Release assignments with nbgrader; autograde a folder of submissions into one CSV row per entry.
-
-Instructor tooling (needs the `instructor` extra: nbgrader); students never import it.
+"""`dl4nlp release`: the student notebooks, generated from the instructor notebooks by nbgrader.
 
 Layout: the instructor notebooks are `solutions/<assignment>/*.ipynb` (nbgrader's
 source), the student notebooks `assignments/<assignment>/*.ipynb` (its release).
-A submissions folder holds one folder per student with the notebook under its
-released name, e.g. `alice/rnn.ipynb`.
-
-Releasing runs nbgrader's generate_assignment. Grading does not run nbgrader: each
-submission runs contained (`dl4nlp.grader`), its graded functions are called on cases
-drawn at grading time, and their outputs are compared with the reference in the
-grader's own process. Points come from the instructor notebook's test cells. The
-repository and the submissions folder are never changed (apart from the course secret
-`.grading-secret`, made once), and running it twice gives the same CSV.
+nbgrader only releases: grading is `dl4nlp.instructor.autograde`, which never runs
+nbgrader (see there).
 """
 
 from __future__ import annotations
 
-import csv
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from dl4nlp.instructor import GradingError
 
 if TYPE_CHECKING:
     from traitlets.config import Config
@@ -34,24 +24,6 @@ if TYPE_CHECKING:
 
 # nbgrader runs `alembic` and kernels from PATH: put this environment's bin/ first.
 NBGRADER_PATH = {"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-
-
-@dataclass(frozen=True)
-class GradeRow:
-    """One line of grades.csv."""
-
-    student: str
-    assignment: str
-    score: float
-    max_score: float
-    # "graded"; "reference" (a part used dl4nlp's reference and scored 0); or what went wrong:
-    # "missing", "invalid", "timeout", "memory", "processes", "crashed", "error"
-    status: str
-    detail: str
-
-
-class GradingError(RuntimeError):
-    """An assignment cannot be released or graded as it is (an instructor-side problem)."""
 
 
 def nbgrader_config(root: Path, course_dir: Path) -> Config:
@@ -110,33 +82,3 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def row(report: object) -> GradeRow:
-    """The CSV row of a `dl4nlp.grader.batch.Report`."""
-    return GradeRow(report.student, report.assignment, report.score, report.max_score, report.status,
-                    report.detail())
-
-
-def write_csv(rows: list[GradeRow], path: Path) -> None:
-    """Write grades.csv (student, assignment, score, max_score, status, detail) atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", newline="", dir=path.parent, prefix=f".{path.name}.", delete=False)
-    try:
-        with handle:
-            writer = csv.writer(handle)
-            writer.writerow([field.name for field in fields(GradeRow)])
-            for grade in rows:
-                writer.writerow([_cell(value) for value in astuple(grade)])
-        os.replace(handle.name, path)  # never a half-written CSV
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-
-
-def _cell(value: object) -> object:
-    """A CSV field that a spreadsheet shows as text: no control characters, no leading formula sign."""
-    if not isinstance(value, str):
-        return value
-    value = re.sub(r"[\x00-\x1f\x7f]", " ", value)
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value

@@ -1,6 +1,6 @@
 """One HTML page per student: each part's points and, for a lost part, what went wrong.
 
-With `hide_hidden`, a failing part says what went wrong (wrong values, wrong shape, the
+With `hide_cases`, a failing part says what went wrong (wrong values, wrong shape, the
 exception) but not on which of the grader's cases, so the hidden cases stay hidden. The
 grader never runs or shows test code: the checks are the grader's own.
 Every text that comes from a submission is escaped.
@@ -12,7 +12,7 @@ import html
 import re
 from pathlib import Path
 
-from dl4nlp.grader.batch import Report
+from dl4nlp.instructor.autograde.grader import Report
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.4rem;text-align:left;
@@ -28,12 +28,12 @@ def file_name(student: str) -> str:
     return (re.sub(r"[^A-Za-z0-9._@-]", "_", student).lstrip(".") or "_") + ".html"
 
 
-def render(report: Report, hide_hidden: bool = False) -> str:
+def render(report: Report, hide_cases: bool = False) -> str:
     escape = html.escape
     rows = []
     for part in report.parts:
         lost = part.points < part.max_points
-        why = part.summary if hide_hidden else part.message
+        why = part.summary if hide_cases else part.message
         rows.append(f"<tr><td><code>{escape(part.name)}</code></td>"
                     f"<td class=\"{'lost' if lost else 'ok'}\">{part.points:g} / {part.max_points:g}</td>"
                     f"<td>{escape(why) if lost else 'passed'}</td></tr>")
@@ -57,14 +57,14 @@ reference implementation's; a part scores its points only if every case matches.
 """
 
 
-def write_feedback(reports: list[Report], folder: Path, hide_hidden: bool = False) -> list[Path]:
+def write_feedback(reports: list[Report], folder: Path, hide_cases: bool = False) -> list[Path]:
     """Write `folder/<student>.html` for every report; returns the pages written."""
     folder.mkdir(parents=True, exist_ok=True)
     pages = []
     for report in reports:
         page = folder / file_name(report.student)
         temporary = page.with_suffix(".tmp")
-        temporary.write_text(render(report, hide_hidden))
+        temporary.write_text(render(report, hide_cases))
         temporary.replace(page)
         pages.append(page)
     return pages

@@ -1,24 +1,24 @@
-"""Keep notebooks in step with the package and the repository settings.
+"""`dl4nlp sync`: keep notebooks in step with the package and the repository settings.
 
 One source of truth:
-- A graded solution cell of an instructor notebook (nbgrader metadata
-  ``solution: true`` and ``grade_id`` = a function name of the chapter module
-  named in the notebook metadata ``dl4nlp.module``) *is* that function's source,
-  with nbgrader's markers inserted by `solution_cell_source`: the student stub
-  keeps the signature, the docstring and the leading ``check_*`` lines.
+- A graded solution cell of an instructor notebook `solutions/<assignment>/*.ipynb`
+  (nbgrader metadata ``solution: true`` and ``grade_id`` = the name of a part of
+  `dl4nlp.exercises.<assignment>`) *is* that part's reference function's source, with
+  nbgrader's markers inserted by `solution_cell_source`: the student stub keeps the
+  decorators, the signature, the docstring and any leading ``check_*`` lines.
+- The points of a part live in `dl4nlp.exercises.<assignment>`; sync writes them into
+  the ``points`` of its test cell (``grade_id`` ``test_<part>``).
 - The repository URL and branch live in ``_config.yml``; cells tagged
   ``dl4nlp-setup`` (install cell) and ``dl4nlp-badge`` (Open in Colab badge)
   are rendered from them, and every other Open-in-Colab address in markdown
   (cells, book pages, the README) is rewritten to point at them.
 
 `sync_notebook` and `sync_markdown` rewrite those; the tests assert that they change nothing.
-Instructor tooling: imported by the `dl4nlp` command, never by student code.
 """
 
 from __future__ import annotations
 
 import ast
-import importlib
 import inspect
 import re
 import textwrap
@@ -28,6 +28,8 @@ from typing import Any
 
 import nbformat
 import yaml
+
+from dl4nlp.exercises import Assignment, load
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 SETUP_TAG, BADGE_TAG = "dl4nlp-setup", "dl4nlp-badge"
@@ -130,30 +132,37 @@ def strip_solution_markers(source: str) -> str:
     return "\n".join(line for line in source.splitlines() if line.strip() not in (BEGIN, END))
 
 
-def graded_functions(notebook: nbformat.NotebookNode) -> dict[str, Callable[..., Any]]:
-    """{grade_id: reference function} for every solution cell named after a function of the chapter module."""
-    module_name = notebook.metadata.get("dl4nlp", {}).get("module")
-    if module_name is None:
-        return {}
-    module = importlib.import_module(module_name)
-    functions = {}
-    for cell in notebook.cells:
-        nbgrader = cell.metadata.get("nbgrader", {})
-        grade_id = nbgrader.get("grade_id", "")
-        if cell.cell_type == "code" and nbgrader.get("solution") and inspect.isfunction(getattr(module, grade_id, None)):
-            functions[grade_id] = getattr(module, grade_id)
-    return functions
+def exercises_of(path: Path, root: Path) -> Assignment | None:
+    """The exercises of an instructor notebook (`solutions/<assignment>/...`), None for other notebooks."""
+    relative = path.resolve().relative_to(root.resolve())
+    if relative.parts[0] != "solutions" or len(relative.parts) != 3:
+        return None
+    return load(relative.parts[1])
+
+
+def graded_functions(path: Path, root: Path) -> dict[str, Callable[..., Any]]:
+    """{part: reference function} of an instructor notebook's assignment, in notebook order ({} for a page)."""
+    exercises = exercises_of(path, root)
+    return {} if exercises is None else {part.name: part.reference() for part in exercises.parts}
 
 
 def sync_notebook(path: Path, root: Path) -> bool:
-    """Rewrite a notebook's derived cells (solutions, setup, badge) in place; True if it changed."""
+    """Rewrite a notebook's derived cells (solutions, points, setup, badge) in place; True if it changed."""
     notebook = nbformat.read(path, as_version=4)
-    functions = graded_functions(notebook)
+    exercises = exercises_of(path, root)
+    functions = graded_functions(path, root)
     changed = False
     for cell in notebook.cells:
         tags = cell.metadata.get("tags", [])
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id in functions and cell.metadata["nbgrader"].get("solution"):
+        nbgrader = cell.metadata.get("nbgrader", {})
+        grade_id = nbgrader.get("grade_id")
+        if exercises is not None and nbgrader.get("grade") and not nbgrader.get("solution") \
+                and str(grade_id).removeprefix("test_") in exercises.points:
+            points = exercises.points[grade_id.removeprefix("test_")]
+            if nbgrader.get("points") != points:
+                nbgrader["points"], changed = int(points) if points == int(points) else points, True
+            continue
+        if grade_id in functions and nbgrader.get("solution"):
             new = solution_cell_source(functions[grade_id])
         elif SETUP_TAG in tags:
             new = setup_cell_source(root)

@@ -1,8 +1,8 @@
-"""What the grader knows about an assignment, read once per run from the repository.
+"""The rubric: what the grader knows about an assignment, read once per run from the repository.
 
-- the parts and their points: the instructor notebook's test cells (``grade_id``
-  ``test_<function>``, nbgrader ``points``); each must have a check in
-  `dl4nlp.assessment.<assignment>`, and the two must agree on the points;
+- the parts and their points: `dl4nlp.exercises.<assignment>`, the one place they are
+  written; the instructor notebook must have a test cell (``grade_id`` ``test_<function>``)
+  per part, with the same points (`dl4nlp sync` writes them there);
 - the test cells' sources (instructor and student versions), so that test cells are
   recognised in a submission even when an editor dropped their metadata;
 - a copy of the `dl4nlp` package in which every graded function raises `trap.reference_unavailable`:
@@ -18,16 +18,16 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from dl4nlp.assessment import Assessment, load
-from dl4nlp.grading import GradingError
+from dl4nlp.exercises import Assignment, load
+from dl4nlp.instructor import GradingError
 
 
 @dataclass(frozen=True)
-class Course:
+class Rubric:
     root: Path
     assignment: str
     notebook: str  # the notebook's file name, e.g. "rnn.ipynb"
-    assessment: Assessment
+    exercises: Assignment
     points: dict[str, float]  # part (graded function) -> points, in notebook order
     test_sources: dict[str, str]  # normalised test cell source -> grade_id
     imports: tuple[str, ...]  # modules the released notebook imports: workers import them once, up front
@@ -57,18 +57,18 @@ def _nbgrader(cell: dict) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def load_course(root: Path, assignment: str) -> Course:
-    """Read parts, points and test cells of `assignment`; GradingError if notebook and checks disagree."""
+def load_rubric(root: Path, assignment: str) -> Rubric:
+    """Read parts, points and test cells of `assignment`; GradingError if notebook and exercises disagree."""
     notebooks = sorted((root / "solutions" / assignment).glob("*.ipynb"))
     if len(notebooks) != 1:
         found = ", ".join(p.name for p in notebooks) or "none"
         raise GradingError(f"expected one notebook in solutions/{assignment}/, found {found}")
     solution = notebooks[0]
     try:
-        assessment = load(assignment)
+        exercises = load(assignment)
     except LookupError as error:
         raise GradingError(str(error)) from None
-    points: dict[str, float] = {}
+    points: dict[str, float] = {}  # as the notebook's test cells say
     test_sources: dict[str, str] = {}
     released = root / "assignments" / assignment / solution.name
     imports: dict[str, None] = {}
@@ -83,20 +83,18 @@ def load_course(root: Path, assignment: str) -> Course:
             test_sources[normalised(cell["source"])] = grade_id
             if path == solution:
                 part = grade_id.removeprefix("test_")
-                if not grade_id.startswith("test_") or part not in {p.name for p in assessment.parts}:
-                    raise GradingError(f"solutions/{assignment}/{solution.name}: graded cell {grade_id!r} has no check: "
-                                       f"name it test_<function> and add the function to dl4nlp/assessment/{assignment}.py")
+                if not grade_id.startswith("test_") or part not in exercises.points:
+                    raise GradingError(f"solutions/{assignment}/{solution.name}: graded cell {grade_id!r} has no part: "
+                                       f"name it test_<function> and add the function to dl4nlp/exercises/{assignment}.py")
                 points[part] = float(nbgrader.get("points", 0))
-    missing = [p.name for p in assessment.parts if p.name not in points]
+    missing = [name for name in exercises.points if name not in points]
     if missing:
         raise GradingError(f"solutions/{assignment}/{solution.name} has no test cell for {', '.join(missing)} "
                            f"(expected grade_id test_{missing[0]})")
-    disagree = [f"{name}: notebook {points[name]:g}, assessment {assessment.points.get(name)}"
-                for name in points if float(assessment.points.get(name, -1)) != points[name]]
-    if disagree:
-        raise GradingError(f"points differ between the test cells and dl4nlp/assessment/{assignment}.py "
-                           f"({'; '.join(disagree)}): make them agree")
-    return Course(root, assignment, solution.name, assessment, points, test_sources, tuple(imports))
+    if points != exercises.points:
+        raise GradingError(f"the points of solutions/{assignment}/{solution.name} differ from "
+                           f"dl4nlp/exercises/{assignment}.py, where they are written: run `dl4nlp sync`")
+    return Rubric(root, assignment, solution.name, exercises, exercises.points, test_sources, tuple(imports))
 
 
 def _imported_modules(source: str) -> list[str]:
@@ -113,17 +111,26 @@ def _imported_modules(source: str) -> list[str]:
     return [name for name in names if name.split(".")[0] not in ("google", "IPython", "__future__")]
 
 
-def trapped_package(destination: Path, module: str, names: list[str]) -> Path:
-    """Copy the installed `dl4nlp` to `destination/dl4nlp` with `names` in `module` replaced by traps.
+def trapped_package(destination: Path, graded: dict[str, list[str]]) -> Path:
+    """Copy the installed `dl4nlp` to `destination/dl4nlp` with the graded functions replaced by traps.
 
-    Each trapped function keeps its signature and docstring; its body raises
-    `dl4nlp.grader.trap.reference_unavailable`. Returns the copy's package folder.
+    `graded` maps each chapter module to its graded functions ({"dl4nlp.rnn": ["rnn_cell", ...]}).
+    Each trapped function keeps its signature, decorators and docstring; its body raises
+    `dl4nlp.instructor.autograde.trap.reference_unavailable`. Returns the copy's package folder.
     """
     import dl4nlp
 
     source = Path(dl4nlp.__file__).parent
     package = destination / "dl4nlp"
     shutil.copytree(source, package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for module, names in graded.items():
+        _trap(package, module, names)
+    compileall.compile_dir(str(package), quiet=2)
+    return package
+
+
+def _trap(package: Path, module: str, names: list[str]) -> None:
+    """Replace the bodies of `names` in the copy of `module` under `package` by traps."""
     path = package.joinpath(*module.split(".")[1:]).with_suffix(".py")
     lines = path.read_text().splitlines()
     functions = {node.name: node for node in ast.parse("\n".join(lines)).body
@@ -141,7 +148,5 @@ def trapped_package(destination: Path, module: str, names: list[str]) -> Path:
             lines[node.end_lineno:node.end_lineno] = [trap]
         else:
             lines[start - 1:node.end_lineno] = [trap]
-    lines += ["", "from dl4nlp.grader.trap import reference_unavailable as _reference_unavailable  # noqa: E402"]
+    lines += ["", "from dl4nlp.instructor.autograde.trap import reference_unavailable as _reference_unavailable  # noqa: E402"]
     path.write_text("\n".join(lines) + "\n")
-    compileall.compile_dir(str(package), quiet=2)
-    return package

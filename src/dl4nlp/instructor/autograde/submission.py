@@ -24,7 +24,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from dl4nlp.grader.course import Course, normalised
+from dl4nlp.instructor.autograde.rubric import Rubric, normalised
 
 MAX_NOTEBOOK_BYTES = 50 * 2**20
 PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun", "debug", "python", "python3"}
@@ -140,9 +140,9 @@ def _nbgrader(cell: dict) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def read_submission(data: bytes, name: str, course: Course) -> Submission:
+def read_submission(data: bytes, name: str, rubric: Rubric) -> Submission:
     """Classify every code cell of a submission; notes say what was recovered."""
-    parts = set(course.points)
+    parts = set(rubric.points)
     cells: list[CodeCell] = []
     notes: list[str] = []
     skipped = 0
@@ -165,15 +165,15 @@ def read_submission(data: bytes, name: str, course: Course) -> Submission:
             if defines:
                 notes.append(f"cell {index} is a test cell ({grade_id}), and test cells are not run: move your "
                              f"{', '.join(defines)} out of it")
-        elif normalised(text) in course.test_sources:
-            cells.append(CodeCell(index, python, "test", course.test_sources[normalised(text)], defines))
+        elif normalised(text) in rubric.test_sources:
+            cells.append(CodeCell(index, python, "test", rubric.test_sources[normalised(text)], defines))
         elif nbgrader.get("solution") and grade_id in parts:
             cells.append(CodeCell(index, python, "solution", grade_id, defines))
         else:
             cells.append(CodeCell(index, python, "solution" if defines else "other", None, defines))
     if skipped:
         notes.append(f"{skipped} cell(s) without readable source were skipped")
-    for part in course.points:
+    for part in rubric.points:
         defining = [cell for cell in cells if part in cell.defines and cell.role != "test"]
         if not defining:
             notes.append(f"no cell defines {part}")
@@ -190,9 +190,9 @@ def read_submission(data: bytes, name: str, course: Course) -> Submission:
 # --- answers taken from the reference ---------------------------------------------------------
 
 
-def reference_uses(submission: Submission, course: Course) -> dict[str, str]:
+def reference_uses(submission: Submission, rubric: Rubric) -> dict[str, str]:
     """{part: how the code reaches the reference}, for code that imports or looks up graded functions."""
-    parts = set(course.points)
+    parts = set(rubric.points)
     uses: dict[str, str] = {}
     modules: set[str] = set()  # local names bound to dl4nlp modules
     trees = []
@@ -227,7 +227,7 @@ def reference_uses(submission: Submission, course: Course) -> dict[str, str]:
 
 
 def _grader_import(module: str, cell: CodeCell, parts: set[str], uses: dict[str, str]) -> None:
-    if module.startswith(("dl4nlp.assessment", "dl4nlp.grader")):
+    if module.startswith(("dl4nlp.exercises", "dl4nlp.instructor.autograde")):
         for part in parts:
             uses.setdefault(part, f"imports {module} (the grader's own code) in cell {cell.index}")
 

@@ -4,7 +4,7 @@ With bubblewrap (`apt-get install bubblewrap`) a worker is a sandbox that sees a
 root holding only the system (/usr), Python, the virtual environment and the trapped copy
 of `dl4nlp`, all read-only, and a private, size-limited /tmp: no course folder, no CSV, no
 other submission, no network, a PID namespace of its own (everything in it dies with it).
-In it a zygote (`dl4nlp.grader.harness`) has torch imported and forks one child per
+In it a zygote (`dl4nlp.instructor.autograde.harness`) has torch imported and forks one child per
 submission. Graded as root, each child drops to a user id of its own before any student
 code, so the process limit (fork bombs) and file permissions hold: a child can write only
 to its own folder and cannot see or signal its siblings, and one worker serves all jobs.
@@ -76,10 +76,12 @@ class Run:
 class Sandbox:
     """How workers start for one grading run; `mode` is "bubblewrap" or "subprocess"."""
 
-    def __init__(self, package: Path, scratch: Path, hidden: list[Path], limits: Limits, module: str,
+    def __init__(self, package: Path, scratch: Path, private: list[Path], limits: Limits,
                  preload: list[str], requested: str | None = None) -> None:
-        self.package, self.scratch, self.hidden = package, scratch, [p.resolve() for p in hidden]
-        self.limits, self.module, self.preload = limits, module, preload
+        """package: the trapped copy of dl4nlp; scratch: the run's own folder; private: folders no
+        submission may see (the course, the submissions, the CSV); preload: modules the zygote imports."""
+        self.package, self.scratch, self.private = package, scratch, [p.resolve() for p in private]
+        self.limits, self.preload = limits, preload
         self.as_root = os.geteuid() == 0
         self.warning: str | None = None
         self.mode = "subprocess"
@@ -118,7 +120,7 @@ class Sandbox:
             return "bubblewrap (bwrap) is not installed"
         drop = (f"import os; os.setgroups([]); os.setgid({UID_BASE}); os.setuid({UID_BASE}); "
                 if self.as_root else "")
-        command = self._bwrap() + [sys.executable, "-c", drop + "import dl4nlp.grader.trap"]
+        command = self._bwrap() + [sys.executable, "-c", drop + "import dl4nlp.instructor.autograde.trap"]
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired) as error:
@@ -129,7 +131,7 @@ class Sandbox:
         return None
 
     def _python_paths(self) -> list[Path]:
-        """Folders Python needs: its installation, the environment, and sys.path entries outside hidden folders."""
+        """Folders Python needs: its installation, the environment, and sys.path entries outside private folders."""
         candidates = [Path(sys.base_prefix), Path(sys.prefix), Path(sysconfig.get_paths()["stdlib"])]
         candidates += [Path(entry) for entry in sys.path if entry and Path(entry).is_absolute()]
         package, prefix = Path(__file__).resolve().parents[1], Path(sys.prefix).resolve()
@@ -139,7 +141,7 @@ class Sandbox:
                 continue
             if not path.is_relative_to(prefix) and (
                     package.is_relative_to(path)  # an editable install's src/: the real dl4nlp stays out
-                    or any(path.is_relative_to(h) or h.is_relative_to(path) for h in self.hidden)):
+                    or any(path.is_relative_to(h) or h.is_relative_to(path) for h in self.private)):
                 continue
             paths.append(path)
         return paths
@@ -205,7 +207,7 @@ class Sandbox:
             jobs.mkdir(exist_ok=True)
             environment = {**self._environment(jobs), "PYTHONPATH": str(self.package.parent)}
             command, cwd = [sys.executable], jobs
-        return command + ["-m", "dl4nlp.grader.harness", str(control_fd), self.module, str(jobs),
+        return command + ["-m", "dl4nlp.instructor.autograde.harness", str(control_fd), str(jobs),
                           *self.preload], environment, cwd
 
 
@@ -287,7 +289,7 @@ class Worker:
             self.process = self.socket = self.stderr = None
 
     def run(self, header: dict, cases: bytes, uid: int | None) -> Run:
-        """Run one submission: `header` (cells, parts, module) and the grader's pickled cases."""
+        """Run one submission: `header` (cells, parts: {function: module}) and the grader's pickled cases."""
         limits = self.sandbox.limits
         self.start()
         processes = limits.processes if uid is not None else _tasks_of(os.getuid()) + limits.processes

@@ -1,0 +1,359 @@
+"""What a graded function must do: cases drawn at grading time, compared with the reference.
+
+Each assignment has a module here, named after it (`dl4nlp.exercises.rnn`), that defines
+``ASSIGNMENT``: one `Part` per graded function. A part says everything about its function
+in one place: the chapter module with the reference, its points (`dl4nlp sync` writes
+them into the instructor notebook's test cell), how to draw its cases, the library calls
+that would do its work in one line (`forbidden`) and its typical bugs (`bugs`:
+known-wrong variants whose name the feedback gives when a wrong answer matches one).
+
+A part builds its cases from a `torch.Generator`, so nothing is stored: the autograder
+draws secret cases per student and computes the reference's outputs itself; the student
+self-check (`dl4nlp.selfcheck`) draws public ones. Each call is checked twice: its outputs,
+and the gradients of its outputs with respect to every floating-point input (tensors and
+the parameters of modules passed in), so that a detached or numpy implementation fails. A
+part passes only if every case matches the reference: its points are all or nothing.
+
+Colab-safe: this package imports torch and the chapter modules only, never the instructor tools.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import inspect
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class Case:
+    """One call of a graded function: positional arguments and a description students can read."""
+
+    args: tuple[Any, ...]
+    description: str  # e.g. "batch 1, D=3, H=4"
+
+
+@dataclass(frozen=True, eq=False)
+class Part:
+    """A graded function: where its reference lives, what it is worth, how to check it.
+
+    name: the function's name, the ``grade_id`` of its solution cell (its test cell is
+      ``test_<name>``); module: the chapter module with the reference, e.g. "dl4nlp.rnn";
+    points: what the part is worth (the only place it is written);
+    cases: draws the cases from a generator;
+    forbidden: dotted names of library calls that would do the part's work in one line
+      ("torch.lstm_cell", "torch.nn.LSTM", "torch._VF"): using one scores 0;
+    bugs: {description: known-wrong implementation}, the typical bugs that feedback names;
+    atol, rtol: the tolerance for outputs and gradients.
+    """
+
+    name: str
+    module: str
+    points: float
+    cases: Callable[[torch.Generator], list[Case]]
+    forbidden: tuple[str, ...] = ()
+    bugs: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    atol: float = 1e-4
+    rtol: float = 1e-4
+
+    def reference(self) -> Callable[..., Any]:
+        """The reference implementation of the part."""
+        return getattr(importlib.import_module(self.module), self.name)
+
+
+@dataclass(frozen=True, eq=False)
+class Assignment:
+    """The graded parts of one assignment, in notebook order."""
+
+    name: str
+    parts: tuple[Part, ...]
+
+    def part(self, name: str) -> Part:
+        for part in self.parts:
+            if part.name == name:
+                return part
+        raise KeyError(f"assignment {self.name!r} has no part {name!r}")
+
+    @property
+    def points(self) -> dict[str, float]:
+        """{part: points}, in notebook order."""
+        return {part.name: float(part.points) for part in self.parts}
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """The chapter modules whose functions are graded, each once."""
+        return tuple(dict.fromkeys(part.module for part in self.parts))
+
+
+def load(assignment: str) -> Assignment:
+    """The `Assignment` of an assignment, from `dl4nlp.exercises.<assignment>`."""
+    try:
+        module = importlib.import_module(f"{__name__}.{assignment}")
+    except ModuleNotFoundError as error:
+        if error.name != f"{__name__}.{assignment}":
+            raise
+        raise LookupError(f"no exercises for assignment {assignment!r}: write src/dl4nlp/exercises/{assignment}.py "
+                          "(see exercises/rnn.py)") from None
+    return module.ASSIGNMENT
+
+
+def generator(*words: str) -> torch.Generator:
+    """A torch.Generator seeded from words (assignment, student, part, a secret): same words, same cases."""
+    digest = hashlib.sha256("\0".join(words).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def public_cases(assignment: Assignment, part: Part) -> list[Case]:
+    """The cases everyone may see: what the self-check runs."""
+    return part.cases(generator("public", assignment.name, part.name))
+
+
+# --- outputs: plain data, compared with a tolerance -------------------------------------
+
+
+Plain = Any  # a torch.Tensor, None, bool, int, float, str, or a tuple of those
+
+
+def plain(value: Any, depth: int = 0) -> Plain:
+    """`value` as plain data (tensors detached and copied, lists as tuples); TypeError for anything else."""
+    if depth > 4:
+        raise TypeError("returned a structure nested too deeply")
+    if isinstance(value, Tensor):
+        copy_ = torch.empty(tuple(value.shape), dtype=value.dtype)
+        copy_.copy_(value.detach().cpu())
+        return copy_
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if isinstance(value, (tuple, list)):
+        return tuple(plain(item, depth + 1) for item in value)
+    raise TypeError(f"returned a {type(value).__name__}, expected tensors")
+
+
+def describe(value: Plain) -> str:
+    """How a value looks, for messages: "a tensor (3, 4)", "a tuple of 2 values"."""
+    if isinstance(value, Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    if isinstance(value, tuple):
+        return f"a tuple of {len(value)} values"
+    return "None" if value is None else f"a {type(value).__name__}"
+
+
+def difference(expected: Plain, got: Plain, atol: float, rtol: float) -> str | None:
+    """None if `got` matches `expected` within the tolerance, else what is wrong, in words."""
+    if isinstance(expected, Tensor):
+        if not isinstance(got, Tensor):
+            return f"returned {describe(got)}, expected {describe(expected)}"
+        if tuple(got.shape) != tuple(expected.shape):
+            return f"returned shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
+        if expected.is_floating_point() and not got.is_floating_point():
+            return f"returned dtype {got.dtype}, expected a floating point tensor"
+        if got.numel() == 0:
+            return None
+        got64, expected64 = got.to(torch.float64), expected.to(torch.float64)
+        if not torch.isfinite(got64).all() and torch.isfinite(expected64).all():
+            return "returned NaN or infinite values"
+        gap = (got64 - expected64).abs()
+        if bool((gap <= atol + rtol * expected64.abs()).all()):
+            return None
+        worst = float(gap.max())
+        return f"max difference {worst:.3g}" if math.isfinite(worst) else "values differ"
+    if isinstance(expected, tuple):
+        if not isinstance(got, tuple) or len(got) != len(expected):
+            return f"returned {describe(got)}, expected {describe(expected)}"
+        for index, (e, g) in enumerate(zip(expected, got)):
+            problem = difference(e, g, atol, rtol)
+            if problem:
+                return f"returned value {index + 1} of {len(expected)}: {problem}"
+        return None
+    return None if got == expected else f"returned {got!r}, expected {expected!r}"
+
+
+# --- calling a function: outputs and gradients ----------------------------------------------
+
+
+NOT_DIFFERENTIABLE = "not differentiable"  # the gradients of an output that autograd cannot trace
+
+
+def _leaves(value: Any, label: str, depth: int = 0) -> Iterator[tuple[str, Tensor]]:
+    """(label, tensor) for every floating-point tensor in an argument: tensors, tuples, module parameters."""
+    if depth > 4:
+        return
+    if isinstance(value, Tensor):
+        if value.is_floating_point():
+            yield label, value
+    elif isinstance(value, (tuple, list)):
+        for index, item in enumerate(value):
+            yield from _leaves(item, f"{label}[{index}]", depth + 1)
+    elif isinstance(value, nn.Module):
+        for name, parameter in value.named_parameters():
+            if parameter.is_floating_point():
+                yield f"{label}.{name}", parameter
+
+
+def argument_names(function: Callable[..., Any], count: int) -> list[str]:
+    """The names of the first `count` positional parameters of `function` (arg1, arg2, ... if unknown)."""
+    try:
+        names = [p.name for p in inspect.signature(function).parameters.values()
+                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        names = []
+    return [names[i] if i < len(names) else f"arg{i + 1}" for i in range(count)]
+
+
+def input_labels(part: Part, case: Case) -> list[str]:
+    """Names of the differentiable inputs of a case, in the order `call` returns their gradients."""
+    names = argument_names(part.reference(), len(case.args))
+    return [label for name, arg in zip(names, case.args) for label, _ in _leaves(arg, name)]
+
+
+def _output_tensors(value: Any) -> list[Tensor]:
+    if isinstance(value, Tensor):
+        return [value] if value.is_floating_point() else []
+    if isinstance(value, (tuple, list)):
+        return [tensor for item in value for tensor in _output_tensors(item)]
+    return []
+
+
+def _gradients(args: tuple[Any, ...], output: Any) -> tuple[Tensor, ...] | str:
+    """d(sum of outputs weighted by fixed random numbers) / d(every differentiable input), as plain tensors.
+
+    Inputs the output does not depend on get zeros. Returns NOT_DIFFERENTIABLE if no floating-point
+    output is connected to autograd (computed with numpy, detached, or under torch.no_grad()).
+    """
+    inputs = [tensor for arg in args for _, tensor in _leaves(arg, "")]
+    outputs = _output_tensors(output)
+    if not inputs or not outputs:
+        return ()
+    weights = torch.Generator().manual_seed(1234)
+    total = None
+    for tensor in outputs:
+        if not tensor.requires_grad:
+            continue
+        weight = torch.randn(tuple(tensor.shape), generator=weights, dtype=torch.float64)
+        term = (tensor.to(torch.float64) * weight.to(tensor.device)).sum()
+        total = term if total is None else total + term
+    if total is None:
+        return NOT_DIFFERENTIABLE
+    grads = torch.autograd.grad(total, inputs, allow_unused=True)
+    return tuple(plain(torch.zeros_like(tensor) if grad is None else grad) for tensor, grad in zip(inputs, grads))
+
+
+def _prepare(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A private copy of the arguments whose floating-point tensors track gradients (leaves)."""
+    def copy_arg(value: Any) -> Any:
+        if isinstance(value, Tensor):
+            value = value.detach().clone()
+            return value.requires_grad_(True) if value.is_floating_point() else value
+        if isinstance(value, tuple):
+            return tuple(copy_arg(item) for item in value)
+        if isinstance(value, list):
+            return [copy_arg(item) for item in value]
+        if isinstance(value, nn.Module):
+            module = copy.deepcopy(value)
+            for parameter in module.parameters():
+                parameter.grad = None
+            return module
+        return value  # functions, numbers, None: shared
+    return tuple(copy_arg(arg) for arg in args)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One call of a function: its plain output and input gradients, or the error it raised.
+
+    gradients: one tensor per differentiable input (see `input_labels`), `NOT_DIFFERENTIABLE`,
+    or () when nothing is differentiable.
+    """
+
+    output: Plain = None
+    gradients: tuple[Tensor, ...] | str = ()
+    error: str | None = None
+
+
+def call(function: Callable[..., Any], case: Case) -> Outcome:
+    """Call `function` on a private copy of a case; any exception becomes an error message."""
+    args = _prepare(case.args)
+    try:
+        with torch.enable_grad():
+            output = function(*args)
+            result = plain(output)
+            gradients = _gradients(args, output)
+    except NotImplementedError:
+        return Outcome(error="not implemented yet (NotImplementedError)")
+    except Exception as error:  # noqa: BLE001 - any failure of student code is a result
+        return Outcome(error=error_message(error))
+    return Outcome(output=result, gradients=gradients)
+
+
+def error_message(error: BaseException, limit: int = 300) -> str:
+    text = f"{type(error).__name__}: {error}".strip().rstrip(":")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def mismatch(part: Part, case: Case, expected: Outcome, got: Outcome) -> str | None:
+    """None if `got` matches `expected` (outputs, then gradients), else what is wrong, in words."""
+    if expected.error is not None:
+        raise RuntimeError(f"the reference {part.module}.{part.name} failed on a case: {expected.error}")
+    problem = got.error or difference(expected.output, got.output, part.atol, part.rtol)
+    if problem or not expected.gradients:
+        return problem
+    if got.gradients == NOT_DIFFERENTIABLE or len(got.gradients) != len(expected.gradients):
+        return ("the output is right but gradients cannot flow back through it to the inputs: compute it "
+                "with torch operations on the inputs (no numpy, .detach(), .item() or torch.no_grad())")
+    for label, want, have in zip(input_labels(part, case), expected.gradients, got.gradients):
+        problem = difference(want, have, part.atol, part.rtol)
+        if problem:
+            return (f"the output is right but its gradient with respect to {label} is wrong ({problem}): "
+                    "is part of the computation detached or done outside torch?")
+    return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A part's result: passed, or the first failing case and what went wrong.
+
+    message: what went wrong, with the case (for students); summary: the same without the
+    case (feedback that hides the grader's cases); bug: the typical bug the answer matches.
+    """
+
+    passed: bool
+    message: str = ""
+    summary: str = ""
+    bug: str = ""
+
+
+def judge(part: Part, cases: Sequence[Case], expected: Sequence[Outcome], outcomes: Sequence[Outcome]) -> Verdict:
+    """Compare a function's outcomes with the reference's, case by case; name a typical bug it matches."""
+    if len(outcomes) != len(cases):
+        return Verdict(False, "did not run on every case", "did not run on every case")
+    for number, (case, want, outcome) in enumerate(zip(cases, expected, outcomes), start=1):
+        problem = mismatch(part, case, want, outcome)
+        if problem and problem.startswith("not implemented"):
+            return Verdict(False, problem, problem)
+        if problem:
+            bug = diagnose(part, cases, outcomes)
+            hint = f" This looks like a typical bug: {bug}." if bug else ""
+            return Verdict(False, f"{problem} on case {number} ({case.description}).{hint}",
+                           (f"{problem} on a hidden case" if outcome.error is None else problem) + f".{hint}", bug)
+    return Verdict(True)
+
+
+def diagnose(part: Part, cases: Sequence[Case], outcomes: Sequence[Outcome]) -> str:
+    """The first of the part's typical bugs that gives the same outcome as `outcomes` on every case, or ""."""
+    if any(outcome.error for outcome in outcomes):
+        return ""
+    for name, bug in part.bugs.items():
+        for case, outcome in zip(cases, outcomes):
+            wrong = call(bug, case)
+            if wrong.error is not None or mismatch(part, case, wrong, outcome) is not None:
+                break
+        else:
+            return name
+    return ""
