@@ -32,6 +32,7 @@ import base64
 import copy
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -469,8 +470,11 @@ def suite(tmp_path_factory) -> SuiteRun:
               read(ROOT / "assignments" / rubric.assignment / rubric.notebook), tmp_path / "submissions", csv_path)
     kit.folder.mkdir()
     expect, skipped = {}, {}
+    chosen = os.environ.get("DL4NLP_SCENARIOS")  # e.g. "honest,fork-bomb": grade only these (while developing)
     for name, (build, needs) in SCENARIOS.items():
-        if needs and not offers[needs]:
+        if chosen and name not in chosen.split(","):
+            skipped[name] = "not chosen in DL4NLP_SCENARIOS"
+        elif needs and not offers[needs]:
             skipped[name] = f"needs {needs}, which this machine does not offer (sandbox: {sandbox.mode})"
         else:
             expect[name] = build(kit, name)
@@ -500,6 +504,8 @@ def test_hostile_submission(suite, name):
 def test_every_entry_gets_a_feedback_page_that_hides_the_cases(suite):
     pages = sorted(p.name for p in suite.feedback.iterdir())
     assert len(pages) == len(suite.expect)
+    if "duplicate-ids" not in suite.expect:
+        pytest.skip("the duplicate-ids scenario was not graded")
     page = (suite.feedback / "duplicate-ids.html").read_text()
     assert "0 / " in page and "hidden case" in page and not re.search(r"on case \d", page)  # --hide-cases
 
