@@ -34,6 +34,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -553,6 +554,15 @@ def test_no_wrong_implementation_passes(assignment, seed, where, size, data):
     case_index = data.draw(st.integers(0, len(cases) - 1))
     outcomes = [exercises.call(wrong if i == case_index else reference, case) for i, case in enumerate(cases)]
     assert not exercises.judge(part, cases, expected, outcomes).passed
+
+
+@pytest.mark.skipif(sys.platform != "linux" or shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+def test_an_installed_bubblewrap_contains_submissions(tmp_path):
+    """Where bubblewrap is installed, the grader uses it: a fallback to plain subprocesses is a bug here."""
+    import dl4nlp
+
+    sandbox = Sandbox(Path(dl4nlp.__file__).parent, tmp_path, [], Limits(), [])
+    assert sandbox.mode == "bubblewrap", sandbox.warning
 
 
 def test_the_sandbox_choice_is_explained(tmp_path):
