@@ -93,3 +93,26 @@ def test_every_assignment_is_one_slice(assignment):
     assert (ROOT / "book" / f"{assignment}.ipynb").is_file(), f"book/{assignment}.ipynb"
     assert f"book/{assignment}" in (ROOT / "_toc.yml").read_text(), f"_toc.yml lists book/{assignment}"
     assert len(list((ROOT / "solutions" / assignment).glob("*.ipynb"))) == 1
+
+
+def _pins(path: Path) -> dict[str, str]:
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return {name.lower().replace("_", "-"): version for name, _, version in (l.partition("==") for l in lines) if version}
+
+
+def test_the_proven_version_range_is_colabs_and_the_pinned_one():
+    """pyproject declares the range the course is tested on: Colab's stack (the lowest) and the pins (the highest),
+    and requires at least Colab's versions, never more (installing dl4nlp in Colab must not replace its torch)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    proven = project["tool"]["dl4nlp"]["proven"]
+    colab, pinned = _pins(ROOT / "scripts" / "colab-stack.txt"), _pins(ROOT / "requirements.txt")
+    floors = {requirement.split(">=")[0]: requirement.split(">=")[1] for requirement in
+              project["project"]["dependencies"] if ">=" in requirement}
+    for package, (lowest, highest) in proven.items():
+        if package == "python":
+            continue
+        assert colab[package] == lowest and pinned[package] == highest, package
+        assert lowest.startswith(floors[package]), f"{package}: require >={lowest[:4]}, Colab's version"
+    assert all("<" not in requirement for requirement in project["project"]["dependencies"])
