@@ -49,6 +49,8 @@ class PartResult:
     message: str = ""  # why it lost its points, with the failing case
     summary: str = ""  # the same without the case (feedback that hides hidden cases)
     reference: str = ""  # how it used the reference, if it did
+    automatic: float | None = None  # the grader's points, when overrides.csv replaced them
+    override: str = ""  # the reason for the override (overrides.csv)
 
 
 @dataclass
