@@ -410,14 +410,16 @@ class GradedFolder:
 
 
 def grade_folder(root: Path, assignment: str, submissions: Path, *, jobs: int = 1, limits: Limits = Limits(),
-                 private: list[Path] = (), progress: Callable[[Report], None] | None = None) -> GradedFolder:
-    """Grade every entry of `submissions`; reports sorted by entry name."""
+                 private: list[Path] = (), progress: Callable[[Report], None] | None = None,
+                 select: Callable[[list[Path]], list[Path]] | None = None, partial: bool = False) -> GradedFolder:
+    """Grade every entry of `submissions` (or those `select` keeps: one student, a shard); sorted by name."""
     if not submissions.is_dir():
         raise GradingError(f"submissions folder {submissions} does not exist")
     torch.set_num_threads(1)
     grader = Grader(root, assignment, submissions, limits, list(private))
+    grader.partial = partial
     try:
-        entries = grader.entries()
+        entries = select(grader.entries()) if select else grader.entries()
         grader.start_workers(max(1, min(jobs, len(entries))))
         warnings = [grader.sandbox.warning] if grader.sandbox.warning else []
 
