@@ -70,7 +70,8 @@ class Export:
         for assignment in self.assignments:
             missing, unmatched = self.missing.get(assignment, []), self.unmatched.get(assignment, [])
             lines.append(f"{assignment}: no submission, exported as 0 ({len(missing)}): {', '.join(missing) or '-'}")
-            kept = "kept as rows of the export" if self.format == "wide" else "NOT in the import: add them to the roster"
+            kept = ("kept as rows of the export" if self.format == "wide"
+                    else "NOT in the import: add them to the roster")
             lines.append(f"{assignment}: graded but in no roster entry, {kept} ({len(unmatched)}): "
                          f"{', '.join(unmatched) or '-'}")
         for title, items in (("late penalties", self.late), ("overrides (automatic points and reason)", self.overrides),

@@ -112,6 +112,10 @@ def update_csv(path: Path, rows: list[GradeRow]) -> None:
     rows stay sorted by student, as `dl4nlp autograde` writes them.
     """
     lines = read_rows(path)
+    other = sorted({line[1] for line in lines} - {grade.assignment for grade in rows})
+    if other:
+        raise GradebookError(f"{path} holds grades of {', '.join(other)}: update it with the same assignment, "
+                             "or write another file")
     for grade in rows:
         fresh = [_cell(value) for value in astuple(grade)]
         same = [index for index, line in enumerate(lines) if line[:2] == fresh[:2]]

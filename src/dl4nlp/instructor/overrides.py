@@ -58,12 +58,11 @@ def read_overrides(path: Path) -> list[Override]:
     return overrides
 
 
-def apply_overrides(reports: list, overrides: list[Override], assignment: str, max_points: dict[str, float]) -> list[str]:
-    """Set the overridden parts' points on the reports (in place); returns warnings for the instructor.
+def check_overrides(overrides: list[Override], assignment: str, max_points: dict[str, float]) -> list[Override]:
+    """The overrides of `assignment`, checked against its parts before any grading starts.
 
-    A part that is not in the assignment, or points above the part's maximum, is an error (a
-    typo would otherwise change a grade silently); an override of a student who was not
-    graded in this run (another shard, a regrade of someone else) is left for that run.
+    A part that is not in the assignment, or points above the part's maximum, is an error:
+    a typo would otherwise change a grade silently.
     """
     mine = [override for override in overrides if override.assignment == assignment]
     for override in mine:
@@ -73,6 +72,17 @@ def apply_overrides(reports: list, overrides: list[Override], assignment: str, m
         if override.points > max_points[override.part]:
             raise GradebookError(f"overrides: {override.points:g} points for {override.student}'s {override.part}, "
                                  f"which is worth {max_points[override.part]:g}")
+    return mine
+
+
+def apply_overrides(reports: list, overrides: list[Override], assignment: str,
+                    max_points: dict[str, float]) -> list[str]:
+    """Set the overridden parts' points on the reports (in place); returns warnings for the instructor.
+
+    The overrides are checked first (`check_overrides`); an override of a student who was
+    not graded in this run (another shard, a regrade of someone else) is left for that run.
+    """
+    mine = check_overrides(overrides, assignment, max_points)
     by_student: dict[str, list[Override]] = {}
     for override in mine:
         by_student.setdefault(override.student, []).append(override)
