@@ -56,6 +56,11 @@ def _grade(args: argparse.Namespace, root: Path, csv_path: Path | None, feedback
     graded = grade_folder(root, args.assignment, submissions, jobs=args.jobs, limits=limits, private=private,
                           progress=progress, select=select, partial=args.partial)
     warnings = apply_overrides(graded.reports, overrides, args.assignment, points)
+    for report in graded.reports:
+        for part in report.parts:
+            if part.override:
+                print(f"{report.student:<24} {part.name}: {part.automatic:g} -> {part.points:g} by overrides.csv "
+                      f"({part.override}); score {report.score:g}/{report.max_score:g}")
     for warning in graded.warnings + ([] if select else warnings):
         print(f"dl4nlp {args.command}: warning: {warning}", file=sys.stderr)
     if csv_path is not None:

@@ -132,15 +132,23 @@ def _scores(grades: dict[str, dict[str, GradeRow]], roster: list[Student], polic
             if grade.late:
                 result.late.append(f"{student} {assignment}: late {grade.late} "
                                    f"({policy.days(grade.late)} day(s)), {_number(grade.score)} -> {_number(score)}")
-            for piece in grade.detail.split("; "):
-                if "override: automatic" in piece:
-                    result.overrides.append(f"{student} {assignment}: {piece}")
+            result.overrides += [f"{student} {assignment}: {text}" for text in _overrides(grade.detail)]
             scores[assignment][student] = score
         result.missing[assignment] = [s.folder for s in roster if s.folder not in rows]
         result.unmatched[assignment] = sorted(student for student in rows if student not in folders)
         for student in result.missing[assignment]:
             scores[assignment][student] = 0.0
     return scores
+
+
+def _overrides(detail: str) -> list[str]:
+    """The overridden parts of a grades.csv detail ("test_x 2/3 (override: automatic 0/3, set to 2 (why))")."""
+    found = []
+    for piece in re.split(r"; (?=test_)", detail):  # one piece per part
+        if "(override: automatic" in piece:
+            text, cut, _ = piece.partition("; automatic result:")
+            found.append(text + (")" if cut else ""))
+    return found
 
 
 def export(grade_files: list[Path], roster_path: Path, fmt: str, out: Path, *, policy: LatePolicy = LatePolicy(),
