@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from dl4nlp.exercises import NOT_DIFFERENTIABLE, Case, Outcome, Verdict, call, generator, judge
+from dl4nlp.exercises import NOT_DIFFERENTIABLE, Case, Outcome, Verdict, call, generator, judge, passed_fraction
 from dl4nlp.instructor import GradingError
 from dl4nlp.instructor.autograde.rubric import Rubric, load_rubric, trapped_package
 from dl4nlp.instructor.autograde.sandbox import UID_BASE, Limits, Run, Sandbox, Worker
@@ -49,6 +49,8 @@ class PartResult:
     message: str = ""  # why it lost its points, with the failing case
     summary: str = ""  # the same without the case (feedback that hides hidden cases)
     reference: str = ""  # how it used the reference, if it did
+    automatic: float | None = None  # the grader's points, when overrides.csv replaced them
+    override: str = ""  # the reason for the override (overrides.csv)
 
 
 @dataclass
@@ -109,6 +111,7 @@ class Grader:
         self._lock = threading.Lock()
         self._workers: list[Worker] = []
         self._idle: queue.Queue[Worker] = queue.Queue()
+        self.partial = False  # --partial: a part earns the fraction of its cases passed
 
     def start_workers(self, jobs: int) -> None:
         """Start the workers in the background (each imports torch once: seconds).
@@ -256,6 +259,8 @@ class Grader:
             if verdict.passed:
                 result.points = max_points
                 result.message = result.summary = ""
+            elif self.partial:
+                result.points = self._partial_points(name, event, cases[name], expected[name], max_points)
             if event and event.get("status") in STATUS_WORDS:
                 report.status = event["status"]
         if any(part.reference for part in report.parts) and report.status == "graded":
@@ -331,6 +336,17 @@ class Grader:
             return Verdict(False, f"its outputs could not be read ({error})", "its outputs could not be read")
         return judge(self.rubric.exercises.part(name), cases, expected, outcomes)
 
+    def _partial_points(self, name: str, event: dict | None, cases: list[Case], expected: list,
+                        max_points: float) -> float:
+        """With --partial: the part's points times the fraction of cases passed (0 if it did not run)."""
+        if event is None or event.get("problem"):
+            return 0.0
+        try:
+            outcomes = _load_outcomes(str(event.get("outputs", "")), len(cases))
+        except ValueError:
+            return 0.0
+        return round(max_points * passed_fraction(self.rubric.exercises.part(name), cases, expected, outcomes), 2)
+
 
 def _load_outcomes(encoded: str, count: int) -> list[Outcome]:
     """The harness's outputs, loaded as plain data only (no pickled objects, no tensor subclasses)."""
@@ -394,14 +410,16 @@ class GradedFolder:
 
 
 def grade_folder(root: Path, assignment: str, submissions: Path, *, jobs: int = 1, limits: Limits = Limits(),
-                 private: list[Path] = (), progress: Callable[[Report], None] | None = None) -> GradedFolder:
-    """Grade every entry of `submissions`; reports sorted by entry name."""
+                 private: list[Path] = (), progress: Callable[[Report], None] | None = None,
+                 select: Callable[[list[Path]], list[Path]] | None = None, partial: bool = False) -> GradedFolder:
+    """Grade every entry of `submissions` (or those `select` keeps: one student, a shard); sorted by name."""
     if not submissions.is_dir():
         raise GradingError(f"submissions folder {submissions} does not exist")
     torch.set_num_threads(1)
     grader = Grader(root, assignment, submissions, limits, list(private))
+    grader.partial = partial
     try:
-        entries = grader.entries()
+        entries = select(grader.entries()) if select else grader.entries()
         grader.start_workers(max(1, min(jobs, len(entries))))
         warnings = [grader.sandbox.warning] if grader.sandbox.warning else []
 
