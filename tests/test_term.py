@@ -387,3 +387,19 @@ def test_partial_credit_gives_the_fraction_of_cases(tmp_path):
                      "rnn.ipynb")
     partial, _ = autograde("rnn", folder, tmp_path / "partial.csv", "--cell-timeout", "60", "--partial")
     assert float(partial["erin"]["score"]) == 12.5 and "test_rnn_cell 1.5/2" in partial["erin"]["detail"]
+
+
+def test_the_readmes_job_scripts_parse(tmp_path):
+    """The Slurm array script is valid bash and the Actions workflow valid YAML that shards the grading."""
+    import re
+
+    import yaml
+
+    readme = (ROOT / "README.md").read_text()
+    slurm = re.search(r"```bash\n(#!/bin/bash\n#SBATCH.*?)```", readme, re.S).group(1)
+    (tmp_path / "grade-array.sh").write_text(slurm)
+    assert subprocess.run(["bash", "-n", str(tmp_path / "grade-array.sh")]).returncode == 0
+    assert "--shard \"$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT\"" in slurm
+    workflow = yaml.safe_load(re.search(r"```yaml\n(name: grade\n.*?)```", readme, re.S).group(1))
+    assert workflow["jobs"]["grade"]["strategy"]["matrix"]["shard"] and workflow["jobs"]["merge"]["needs"] == "grade"
+    assert any("dl4nlp merge" in step.get("run", "") for step in workflow["jobs"]["merge"]["steps"])
