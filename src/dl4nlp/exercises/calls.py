@@ -79,8 +79,7 @@ def explain(use: Use | str, kind: str) -> str:
     """The message of a part that scores 0 for a use, for students and instructors alike."""
     if kind == REFERENCE:
         return f"reference: {use}; it scores no points"
-    return (f"forbidden: {use}, a library call that does this part's work; write it from the equations "
-            "with torch operations: it scores no points")
+    return f"forbidden: {use}, which does this part's work in one call: write it from the equations; it scores no points"
 
 
 # --- names: what a dotted name refers to ---------------------------------------------------------
