@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: book test venv release lock clean
+.PHONY: book test venv release lock clean colab-check
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ book: $(STAMP)
 test: $(STAMP)
 	-sh scripts/install_bubblewrap.sh
 	$(BIN)/python -m pytest
+
+# The course on Colab's stack (scripts/colab-stack.txt, Python 3.13): run before tagging a term's release.
+colab-check:
+	python3 scripts/colab_check.py
 
 # Regenerate assignments/ from solutions/ with nbgrader.
 release: $(STAMP)

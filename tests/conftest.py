@@ -14,6 +14,19 @@ os.environ.update({**OFFLINE_ENVIRONMENT, SMOKE_VARIABLE: "1"})
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The tests that need the instructor tools (nbgrader, jupyter-book, a browser, bubblewrap). The Colab
+# check (scripts/colab_check.py) runs everything else on Colab's stack, where those are not installed.
+INSTRUCTOR_TESTS = ["test_assignments.py", "test_grader.py", "test_book.py", "test_browser.py"]
+collect_ignore = INSTRUCTOR_TESTS if os.environ.get("DL4NLP_NO_INSTRUCTOR_TOOLS") else []
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Under DL4NLP_STRICT_WARNINGS (the Colab check), a DeprecationWarning or FutureWarning from dl4nlp fails."""
+    if os.environ.get("DL4NLP_STRICT_WARNINGS"):
+        for item in items:
+            for category in ("DeprecationWarning", "FutureWarning"):
+                item.add_marker(pytest.mark.filterwarnings(f"error::{category}:dl4nlp"))
+
 
 @pytest.fixture(scope="session")
 def root() -> Path:

@@ -36,6 +36,7 @@ import json
 import linecache
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -752,6 +753,15 @@ def test_no_wrong_implementation_passes(assignment, seed, where, size, data):
     assert not exercises.judge(part, cases, expected, outcomes).passed
 
 
+@pytest.mark.skipif(sys.platform != "linux" or shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+def test_an_installed_bubblewrap_contains_submissions(tmp_path):
+    """Where bubblewrap is installed, the grader uses it: a fallback to plain subprocesses is a bug here."""
+    import dl4nlp
+
+    sandbox = Sandbox(Path(dl4nlp.__file__).parent, tmp_path, [], Limits(), [])
+    assert sandbox.mode == "bubblewrap", sandbox.warning
+
+
 def test_the_sandbox_choice_is_explained(tmp_path):
     sandbox = Sandbox(tmp_path, tmp_path, [], Limits(), [], requested="none")
     assert sandbox.mode == "subprocess" and "not contained" in sandbox.warning
@@ -1117,3 +1127,30 @@ def test_the_selfcheck_needs_no_instructor_tools():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert "13/13 points so far" in result.stdout
+
+
+def test_a_multi_module_assignment_traps_every_module(tmp_path):
+    """An assignment may grade functions of several chapter modules: each one is trapped in its own module."""
+    from dl4nlp.instructor.autograde.rubric import trapped_package
+
+    package = trapped_package(tmp_path, {"dl4nlp.rnn": ["rnn_cell"], "dl4nlp.training": ["evaluate"]})
+    script = textwrap.dedent("""\
+        import torch
+        from dl4nlp import rnn, training
+        from dl4nlp.instructor.autograde.trap import CALLS, ReferenceUnavailable
+        for call in (lambda: rnn.rnn_cell(*[torch.zeros(1, 1)] * 6), lambda: training.evaluate(None, [])):
+            try:
+                call()
+            except ReferenceUnavailable:
+                pass
+            else:
+                raise SystemExit("not trapped")
+        assert CALLS == ["dl4nlp.rnn.rnn_cell", "dl4nlp.training.evaluate"], CALLS
+        assert rnn.lstm_cell(torch.zeros(1, 1), (torch.zeros(1, 1), torch.zeros(1, 1)),
+                             *[torch.zeros(4, 1), torch.zeros(4, 1), torch.zeros(4), torch.zeros(4)])[0].shape == (1, 1)
+        print(rnn.__file__)
+        """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(package.parent)}, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().startswith(str(package))

@@ -158,10 +158,6 @@ def classify_cases(generator: torch.Generator) -> list[Case]:
 # so that the tests can hand one in as a student's answer.
 
 
-def _gates(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor, bias_hh: Tensor) -> Tensor:
-    return x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh
-
-
 def rnn_without_bias_hh(x, h, weight_ih, weight_hh, bias_ih, bias_hh):
     return torch.tanh(x @ weight_ih.T + bias_ih + h @ weight_hh.T)
 
@@ -176,7 +172,7 @@ def rnn_weights_not_transposed(x, h, weight_ih, weight_hh, bias_ih, bias_hh):
 
 def lstm_gate_order_ifog(x, state, weight_ih, weight_hh, bias_ih, bias_hh):
     h, c = state
-    i, f, o, g = _gates(x, h, weight_ih, weight_hh, bias_ih, bias_hh).chunk(4, dim=1)
+    i, f, o, g = (x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh).chunk(4, dim=1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c), c
 
@@ -189,7 +185,7 @@ def lstm_ignoring_state(x, state, weight_ih, weight_hh, bias_ih, bias_hh):
 
 def lstm_output_from_old_cell(x, state, weight_ih, weight_hh, bias_ih, bias_hh):
     h, c = state
-    i, f, g, o = _gates(x, h, weight_ih, weight_hh, bias_ih, bias_hh).chunk(4, dim=1)
+    i, f, g, o = (x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh).chunk(4, dim=1)
     new_c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c), new_c
 

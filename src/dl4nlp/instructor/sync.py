@@ -7,7 +7,9 @@ One source of truth:
   nbgrader's markers inserted by `solution_cell_source`: the student stub keeps the
   decorators, the signature, the docstring and any leading ``check_*`` lines.
 - The points of a part live in `dl4nlp.exercises.<assignment>`; sync writes them into
-  the ``points`` of its test cell (``grade_id`` ``test_<part>``).
+  the ``points`` of its test cell (``grade_id`` ``test_<part>``), and the part's rules
+  (its points, the library calls that score 0, the typical bugs the feedback names)
+  into the markdown cell tagged ``dl4nlp-rules-<part>``.
 - The repository URL and branch live in ``_config.yml``; cells tagged
   ``dl4nlp-setup`` (install cell) and ``dl4nlp-badge`` (Open in Colab badge)
   are rendered from them, and every other Open-in-Colab address in markdown
@@ -29,10 +31,10 @@ from typing import Any
 import nbformat
 import yaml
 
-from dl4nlp.exercises import Assignment, load
+from dl4nlp.exercises import Assignment, Part, load
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-SETUP_TAG, BADGE_TAG = "dl4nlp-setup", "dl4nlp-badge"
+SETUP_TAG, BADGE_TAG, RULES_TAG = "dl4nlp-setup", "dl4nlp-badge", "dl4nlp-rules-"
 
 
 def project_root() -> Path:
@@ -122,6 +124,20 @@ def solution_cell_source(function: Callable[..., Any]) -> str:
     return "\n".join(lines[:split] + [indent + BEGIN] + lines[split:] + [indent + END])
 
 
+def rules_cell_source(part: Part) -> str:
+    """A markdown cell telling students what a part is worth, what it may not call, and its typical bugs."""
+    points = f"{part.points:g} point{'s' if part.points != 1 else ''}"
+    calls = ", ".join(f"`{name}`" for name in part.forbidden)
+    bugs = "\n".join(f"- {bug}" for bug in part.bugs)
+    return (f"**Rules for `{part.name}`** ({points}). Write it with tensor operations. "
+            + (f"These calls would do the work in one line, so using them scores 0 for this part: {calls}. "
+               if calls else "")
+            + "The grader calls your function on its own cases and compares the outputs, and their gradients "
+              "with respect to every input, with the reference implementation."
+            + (f" If a wrong answer matches one of these typical bugs, the feedback names it:\n\n{bugs}"
+               if bugs else ""))
+
+
 def _is_check_call(statement: ast.stmt) -> bool:
     return (isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call)
             and isinstance(statement.value.func, ast.Name) and statement.value.func.id.startswith("check_"))
@@ -162,8 +178,11 @@ def sync_notebook(path: Path, root: Path) -> bool:
             if nbgrader.get("points") != points:
                 nbgrader["points"], changed = int(points) if points == int(points) else points, True
             continue
+        rules = [tag.removeprefix(RULES_TAG) for tag in tags if tag.startswith(RULES_TAG)]
         if grade_id in functions and nbgrader.get("solution"):
             new = solution_cell_source(functions[grade_id])
+        elif rules and exercises is not None:
+            new = rules_cell_source(exercises.part(rules[0]))
         elif SETUP_TAG in tags:
             new = setup_cell_source(root)
         elif BADGE_TAG in tags:
