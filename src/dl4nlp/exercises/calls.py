@@ -38,6 +38,7 @@ Colab-safe: imports torch and the standard library only.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import re
 import sys
@@ -105,6 +106,8 @@ def qualified_name(value: Any) -> str | None:
     """"torch.lstm_cell", "torch.nn.modules.rnn.LSTMCell", "dl4nlp.rnn" for modules, functions and classes."""
     if isinstance(value, types.ModuleType):
         return value.__name__
+    if not (callable(value) and isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType))):
+        return None
     module = getattr(value, "__module__", None)
     name = getattr(value, "__name__" if isinstance(value, types.BuiltinFunctionType) else "__qualname__", None)
     if isinstance(module, str) and isinstance(name, str) and "<" not in name:
@@ -189,7 +192,7 @@ class Program:
         program = cls()
         for name, value in list(namespace.items()):
             code = _source_of(value, namespace)
-            dotted = qualified_name(getattr(value, "func", value))  # functools.partial: its function
+            dotted = qualified_name(value.func if isinstance(value, functools.partial) else value)
             if code:
                 program.bindings[name] = Binding(code=code)
             elif dotted:

@@ -15,9 +15,9 @@ processes, file size), makes its own working folder, and drops to its unprivileg
 (when the zygote runs as root). Then it runs the code cells in order like "Run all" with
 errors allowed (an exception is recorded and the next cell runs; a cell past its time
 limit, out of memory or out of processes ends the run), calls each graded function on its
-cases with a watch on (`dl4nlp.exercises.calls.Watch`: the part's forbidden library calls,
-and calls of the trapped references, are recorded), and reports, one JSON object per line. After it ends the zygote kills whatever it
-left running and deletes its folder.
+cases with a watch on (`dl4nlp.exercises.calls.Watch`: the part's forbidden library calls
+and calls of the trapped references are recorded), and reports, one JSON object per line.
+After it ends the zygote kills whatever it left running and deletes its folder.
 
 Nothing here grades: student code shares the child's process and could change anything in
 it, so the grader trusts only the outputs, loaded with ``torch.load(weights_only=True)`` and
@@ -178,7 +178,7 @@ class Harness:
                 return False
         return False
 
-    def watch(self, name: str) -> object:
+    def watch(self, name: str) -> dl4nlp.exercises.calls.Watch:  # noqa: F821 - imported in __init__
         """A watch that records the part's forbidden calls (and calls of the trapped references) while it runs."""
         references = {f"{module}.{part}": self.references[part] for part, module in self.job["parts"].items()
                       if callable(self.references.get(part))}
