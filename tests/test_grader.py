@@ -361,7 +361,8 @@ def lstm_cell_module(kit: Kit, student: str) -> Expect:
             names = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
             return torch.func.functional_call(cell, dict(zip(names, weights)), (x, state))
         """))
-    return _loses(kit, "lstm_cell", "forbidden", f"uses torch.nn.LSTMCell in lstm_cell (cell {_cell(kit, 'lstm_cell')})")
+    cell = _cell(kit, "lstm_cell")
+    return _loses(kit, "lstm_cell", "forbidden", f"uses torch.nn.LSTMCell in lstm_cell (cell {cell})")
 
 
 NUMPY_GRU_CELL = """\
@@ -444,7 +445,8 @@ AGREEMENT = {  # answer -> (source of the lstm_cell cell, verdict, typical bug)
                 "forbidden", ""),
     "getattr": ("def lstm_cell(x, state, *weights):\n    return getattr(torch, 'lstm_cell')(x, state, *weights)\n",
                 "forbidden", ""),
-    "built-name": ("def lstm_cell(x, state, *weights):\n    return getattr(torch, 'lstm' + '_cell')(x, state, *weights)\n",
+    "built-name": ("def lstm_cell(x, state, *weights):\n"
+                   "    return getattr(torch, 'lstm' + '_cell')(x, state, *weights)\n",
                    "forbidden", ""),
     "private": ("import importlib\n\ndef lstm_cell(x, state, *weights):\n"
                 "    return importlib.import_module('torch._VF').lstm_cell(x, state, *weights)\n", "forbidden", ""),
@@ -904,6 +906,7 @@ def test_answers_taken_from_the_reference_are_found_in_the_source():
         "from dl4nlp.figures import rnn as figs\nfigs.lstm_cell_figure()\ndef lstm_cell(x, state, *w):\n"
         "    figs.lstm_cell()\n    return state": set(),
         "def lstm_cell(x, state, *weights):\n    return state": set(),
+        "a = b.x\nb = a.y\ndef lstm_cell(*args):\n    return a(b)": set(),  # names bound in a cycle
         "from dl4nlp.exercises import rnn": set(_rubric().points),  # the grader's own code
     }
     for source, flagged in sources.items():
@@ -922,7 +925,8 @@ FORBIDDEN_SOURCES = {  # source -> (part, what the detail names)
         ("lstm_cell", "torch.nn.LSTMCell"),
     "import torch\ndef gru_cell(x, h, *w):\n    return getattr(torch, 'gru_cell')(x, h, *w)":
         ("gru_cell", "torch.gru_cell"),
-    "import importlib\ndef rnn_cell(x, h, *w):\n    return importlib.import_module('torch._VF').rnn_tanh_cell(x, h, *w)":
+    "import importlib\ndef rnn_cell(x, h, *w):\n"
+    "    return importlib.import_module('torch._VF').rnn_tanh_cell(x, h, *w)":
         ("rnn_cell", "torch._VF.rnn_tanh_cell"),
     "def lstm_cell(x, state, *w):\n    return __import__('torch').ops.aten.lstm_cell(x, state, *w)":
         ("lstm_cell", "torch.ops.aten.lstm_cell"),
@@ -1113,8 +1117,8 @@ def test_the_selfcheck_needs_no_instructor_tools():
         from dl4nlp import rnn
         from dl4nlp.selfcheck import run_selfcheck
         mine = {}
-        exec("import torch\\nfrom torch import Tensor, nn\\nfrom dl4nlp.rnn import Cell, CellWeights, Recurrent, State, "
-             "reverse_padded, unroll\\nfrom dl4nlp.checks import check_lengths, check_shapes", mine)
+        exec("import torch\\nfrom torch import Tensor, nn\\nfrom dl4nlp.checks import check_lengths, check_shapes\\n"
+             "from dl4nlp.rnn import Cell, CellWeights, Recurrent, State, reverse_padded, unroll", mine)
         for cell in json.load(open("solutions/rnn/rnn.ipynb"))["cells"]:  # the instructor's answers
             if cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
                 exec("".join(cell["source"]), mine)

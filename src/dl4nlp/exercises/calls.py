@@ -40,6 +40,7 @@ from __future__ import annotations
 import ast
 import functools
 import inspect
+import os
 import re
 import sys
 import textwrap
@@ -53,7 +54,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 FORBIDDEN, REFERENCE = "forbidden", "reference"
-_TORCH_FOLDER = inspect.getfile(torch).rsplit("/", 1)[0] + "/"
+_TORCH_FOLDER = os.path.dirname(inspect.getfile(torch)) + os.sep
 _CELL_FILE = re.compile(r"<cell (\d+)>")  # how the grader's harness names a cell's code
 
 
@@ -80,7 +81,8 @@ def explain(use: Use | str, kind: str) -> str:
     """The message of a part that scores 0 for a use, for students and instructors alike."""
     if kind == REFERENCE:
         return f"reference: {use}; it scores no points"
-    return f"forbidden: {use}, which does this part's work in one call: write it from the equations; it scores no points"
+    return (f"forbidden: {use}, which does this part's work in one call: write it from the equations; "
+            "it scores no points")
 
 
 # --- names: what a dotted name refers to ---------------------------------------------------------
@@ -288,9 +290,10 @@ def _local_scope(tree: ast.AST) -> dict[str, Binding]:
 class _Reader:
     """The dotted names an expression may stand for, through the local scope, then the program's bindings."""
 
-    def __init__(self, program: Program, local: Mapping[str, Binding]) -> None:
+    def __init__(self, program: Program, local: Mapping[str, Binding],
+                 resolving: set[tuple[bool, str]] | None = None) -> None:
         self.program, self.local = program, local
-        self.resolving: set[tuple[bool, str]] = set()
+        self.resolving = set() if resolving is None else resolving  # names being resolved: cycles end here
 
     def name(self, identifier: str) -> set[str]:
         is_local = identifier in self.local
@@ -304,7 +307,7 @@ class _Reader:
             found = set(binding.imports)
             for value in binding.code:
                 if isinstance(value, ast.expr):
-                    found |= self.dotted(value) if is_local else _Reader(self.program, {}).dotted(value)
+                    found |= (self if is_local else _Reader(self.program, {}, self.resolving)).dotted(value)
             return found
         finally:
             self.resolving.discard((is_local, identifier))
