@@ -10,7 +10,9 @@ then times, from the repository root:
   per student in a scratch course (after one `nbgrader generate_assignment`), as an
   instructor without this tool would run it; smoke mode for both.
 Prints submissions per minute for each; for dl4nlp also the rate after start-up (the command
-on one submission is timed too: start-up is paid once per run, whatever the class size).
+on one submission is timed too: start-up is paid once per run, whatever the class size) and
+per core (J jobs use min(J, CPUs) cores): the number to size `--shard K/N` runs with, since
+N machines of C cores each grade about N * C times the per-core rate.
 A benchmark, not a test: numbers depend on the machine and on what else runs on it.
 """
 
@@ -95,8 +97,11 @@ def main() -> None:
             marginal = (args.n - 1) / max(seconds - startup, 1e-9) * 60
             results["rates"][f"dl4nlp autograde --jobs {jobs}"] = rate
             results["rates"][f"dl4nlp autograde --jobs {jobs}, after start-up"] = marginal
+            cores = max(1, min(jobs, os.cpu_count() or 1))
+            results["rates"][f"dl4nlp autograde --jobs {jobs}, per core"] = rate / cores
             print(f"dl4nlp autograde --jobs {jobs}: {args.n} submissions in {seconds:.1f} s = {rate:.1f} per minute "
-                  f"(one submission: {startup:.1f} s, so {marginal:.1f} per minute after start-up)", flush=True)
+                  f"(one submission: {startup:.1f} s, so {marginal:.1f} per minute after start-up; "
+                  f"{rate / cores:.1f} per minute per core on {cores} core(s))", flush=True)
         if not args.no_nbgrader:
             seconds, rate = nbgrader_rate(args.assignment, notebook, students, Path(scratch))
             results["rates"]["nbgrader autograde, one per student"] = rate

@@ -22,7 +22,7 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
-COLUMNS = ["student", "assignment", "score", "max_score", "status", "detail"]
+COLUMNS = ["student", "assignment", "score", "max_score", "status", "detail", "late"]
 
 
 def read(path: Path) -> nbformat.NotebookNode:

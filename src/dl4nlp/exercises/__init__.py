@@ -361,3 +361,17 @@ def diagnose(part: Part, cases: Sequence[Case], outcomes: Sequence[Outcome]) -> 
         else:
             return name
     return ""
+
+
+def passed_fraction(part: Part, cases: Sequence[Case], expected: Sequence[Outcome],
+                    outcomes: Sequence[Outcome]) -> float:
+    """The fraction of cases on which a function matches the reference: partial credit (`--partial`).
+
+    All or nothing stays the default, since a part's cases are drawn to be equally hard, and
+    an answer right on most of them is usually wrong in a way the rest catch (a state ignored
+    only looks right when it is zero); some instructors still prefer partial credit for effort.
+    """
+    if not cases or len(outcomes) != len(cases):
+        return 0.0
+    passed = sum(mismatch(part, case, want, got) is None for case, want, got in zip(cases, expected, outcomes))
+    return passed / len(cases)

@@ -6,6 +6,10 @@
     autograde/     dl4nlp autograde  grade a folder of submissions, contained, into grades.csv
     feedback.py    dl4nlp feedback   one HTML page per student
     gradebook.py   grades.csv: one row per entry of a submissions folder
+    late.py        dl4nlp collect    an LMS download into a submissions folder, late flags, the late policy
+    overrides.py   overrides.csv: points set by hand, with a reason (autograde --overrides)
+    shards.py      dl4nlp merge      --shard K/N and joining the shards' CSVs
+    export.py      dl4nlp export     grades.csv files into a Canvas, Moodle or wide CSV
     cli.py         the command line itself
 
 The student side of `dl4nlp` (the chapter modules, `data`, `figures`, `exercises`,

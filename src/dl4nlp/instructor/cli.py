@@ -1,8 +1,12 @@
 """The `dl4nlp` command: instructor and contributor tooling, one module per command.
 
     dl4nlp release [ASSIGNMENT]                     regenerate assignments/ from solutions/ (nbgrader)
+    dl4nlp collect ASSIGNMENT ZIP_OR_FOLDER --out SUBMISSIONS_DIR [--deadline 2026-10-02T23:59]
     dl4nlp autograde ASSIGNMENT SUBMISSIONS_DIR --out grades.csv [--jobs N] [--feedback DIR]
+                     [--overrides overrides.csv] [--partial] [--student NAME | --shard K/N]
     dl4nlp feedback ASSIGNMENT SUBMISSIONS_DIR --out DIR [--hide-cases]
+    dl4nlp merge SHARD.csv ... --out grades.csv [--submissions SUBMISSIONS_DIR]
+    dl4nlp export GRADES.csv ... --roster roster.csv --format canvas|moodle|wide --out FILE
     dl4nlp sync                                     re-derive solution, setup and badge cells
     dl4nlp book [--smoke] [--output DIR]            build the book: every page executed, offline, on the CPU
 
@@ -12,6 +16,7 @@ Run from the repository root (the folder with _config.yml).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,23 +34,41 @@ def _release(args: argparse.Namespace, root: Path) -> int:
 def _grade(args: argparse.Namespace, root: Path, csv_path: Path | None, feedback: Path | None) -> int:
     from dl4nlp.instructor import gradebook
     from dl4nlp.instructor.autograde.grader import grade_folder
+    from dl4nlp.instructor.autograde.rubric import load_rubric
     from dl4nlp.instructor.autograde.sandbox import Limits
     from dl4nlp.instructor.feedback import write_feedback
+    from dl4nlp.instructor.late import read_late
+    from dl4nlp.instructor.overrides import apply_overrides, check_overrides, read_overrides
 
     start = time.perf_counter()
     limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.timeout, memory_mb=args.memory_mb)
     submissions = Path(args.submissions).resolve()
+    select = _selection(args, submissions)
+    late = read_late(submissions)
+    overrides = read_overrides(Path(args.overrides)) if args.overrides else []
+    points = load_rubric(root, args.assignment).points
+    check_overrides(overrides, args.assignment, points)  # a typo stops the run before grading, not after
 
     def progress(report) -> None:
         print(f"{report.student:<24} {report.score:>5g}/{report.max_score:g}  {report.status}", flush=True)
 
     private = [path.resolve().parent if path.suffix else path.resolve() for path in (csv_path, feedback) if path]
     graded = grade_folder(root, args.assignment, submissions, jobs=args.jobs, limits=limits, private=private,
-                          progress=progress)
-    for warning in graded.warnings:
+                          progress=progress, select=select, partial=args.partial)
+    warnings = apply_overrides(graded.reports, overrides, args.assignment, points)
+    for report in graded.reports:
+        for part in report.parts:
+            if part.override:
+                print(f"{report.student:<24} {part.name}: {part.automatic:g} -> {part.points:g} by overrides.csv "
+                      f"({part.override}); score {report.score:g}/{report.max_score:g}")
+    for warning in graded.warnings + ([] if select else warnings):
         print(f"dl4nlp {args.command}: warning: {warning}", file=sys.stderr)
     if csv_path is not None:
-        gradebook.write_csv([gradebook.row(report) for report in graded.reports], csv_path)
+        rows = [gradebook.row(report, late.get(report.student, "")) for report in graded.reports]
+        if args.student and csv_path.exists():
+            gradebook.update_csv(csv_path, rows)  # that row replaced, every other one byte for byte as it was
+        else:
+            gradebook.write_csv(rows, csv_path)
     if feedback is not None:
         write_feedback(graded.reports, feedback, args.hide_cases)
     seconds = time.perf_counter() - start
@@ -53,6 +76,80 @@ def _grade(args: argparse.Namespace, root: Path, csv_path: Path | None, feedback
     written = " and ".join(str(p) for p in (csv_path, feedback) if p is not None)
     print(f"{len(graded.reports)} submissions graded in {seconds:.1f} s ({rate:.0f} per minute, {args.jobs} job(s), "
           f"{graded.mode}) -> {written}")
+    return 0
+
+
+def _selection(args: argparse.Namespace, submissions: Path):
+    """What --student or --shard keeps of the submissions folder's entries (None: everything)."""
+    from dl4nlp.instructor.shards import in_shard, parse_shard
+
+    if args.student and args.shard:
+        raise RuntimeError("--student and --shard cannot be used together")
+    if args.student:
+        if not os.path.lexists(submissions / args.student) or args.student.startswith(".") or "/" in args.student:
+            raise FileNotFoundError(f"{args.student} is not an entry of {submissions}")
+        return lambda entries: [entry for entry in entries if entry.name == args.student]
+    if args.shard:
+        index, count = parse_shard(args.shard)
+        return lambda entries: in_shard(entries, index, count)
+    return None
+
+
+def _collect(args: argparse.Namespace, root: Path) -> int:
+    from dl4nlp.instructor.autograde.rubric import load_rubric
+    from dl4nlp.instructor.late import LATE_FILE, collect, parse_deadline
+
+    notebook = load_rubric(root, args.assignment).notebook
+    out = Path(args.out)
+    collected = collect(notebook, Path(args.source), out, parse_deadline(args.deadline))
+    for note in collected.notes:
+        print(f"note: {note}")
+    for name in collected.skipped:
+        print(f"skipped {name}: not a Canvas download name (student_[LATE_]userid_submissionid_file)")
+    late = ", ".join(f"{student} ({days})" for student, days in sorted(collected.late.items())) or "none"
+    print(f"{len(collected.students)} students filed under {out}/<student>/{notebook}; late: {late} "
+          f"-> {out / LATE_FILE}")
+    return 0
+
+
+def _merge(args: argparse.Namespace, root: Path) -> int:
+    from dl4nlp.instructor.shards import merge
+
+    expected = None
+    if args.submissions:
+        folder = Path(args.submissions)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"submissions folder {folder} does not exist")
+        expected = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    count = merge([Path(p) for p in args.csvs], Path(args.out), expected)
+    print(f"{count} rows from {len(args.csvs)} CSV file(s) -> {args.out}")
+    return 0
+
+
+def _export(args: argparse.Namespace, root: Path) -> int:
+    from dl4nlp.instructor.export import export, report_path
+    from dl4nlp.instructor.late import LatePolicy
+
+    columns = {}
+    for given in args.column:
+        assignment, _, header = given.partition("=")
+        if not header:
+            raise RuntimeError(f"--column {given!r}: expected ASSIGNMENT=COLUMN, e.g. rnn='RNN cells (12345)'")
+        columns[assignment] = header
+    policy = LatePolicy(args.late_penalty, args.late_days_unknown, args.late_max_days)
+    out = Path(args.out)
+    result = export([Path(p) for p in args.csvs], Path(args.roster), args.format, out, policy=policy,
+                    canvas_gradebook=Path(args.canvas_gradebook) if args.canvas_gradebook else None,
+                    columns=columns, moodle_id=args.moodle_id)
+    for assignment in result.assignments:
+        if result.missing[assignment]:
+            print(f"{assignment}: no submission, exported as 0: {', '.join(result.missing[assignment])}")
+        if result.unmatched[assignment]:
+            print(f"dl4nlp export: warning: {assignment}: graded but in no roster entry: "
+                  f"{', '.join(result.unmatched[assignment])}", file=sys.stderr)
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"{result.students} students -> {out} (report: {report_path(out)})")
     return 0
 
 
@@ -74,6 +171,13 @@ def _grading_options(parser: argparse.ArgumentParser) -> None:
                         help="seconds per notebook cell and per graded function (default: 120)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per notebook (default: 600)")
     parser.add_argument("--memory-mb", type=int, default=4096, help="memory per submission in MiB (default: 4096)")
+    parser.add_argument("--overrides", help="overrides.csv (student,assignment,part,points,reason) applied on top "
+                                            "of the automatic points")
+    parser.add_argument("--partial", action="store_true",
+                        help="a part earns the fraction of its cases passed (default: all or nothing)")
+    parser.add_argument("--student", help="grade only this entry; with --out, update its row of an existing CSV")
+    parser.add_argument("--shard", help="grade only shard K of N (K/N, e.g. 2/8), chosen by a stable hash of the "
+                                        "student's name; join the shards' CSVs with dl4nlp merge")
 
 
 def _sync(args: argparse.Namespace, root: Path) -> int:
@@ -109,6 +213,34 @@ def main(argv: list[str] | None = None) -> int:
     _grading_options(feedback)
     feedback.add_argument("--out", required=True, help="folder for the pages, one per student")
     feedback.set_defaults(run=_feedback)
+    collect = commands.add_parser("collect", help="file a Canvas download (zip or folder) into a submissions folder")
+    collect.add_argument("assignment")
+    collect.add_argument("source", help="the LMS's zip of submissions, or the folder it was extracted into")
+    collect.add_argument("--out", required=True, help="submissions folder: one folder per student")
+    collect.add_argument("--deadline", help="due date, e.g. 2026-10-02T23:59: late days from the files' times")
+    collect.set_defaults(run=_collect)
+    merge = commands.add_parser("merge", help="join the CSVs of --shard runs into one grades.csv")
+    merge.add_argument("csvs", nargs="+", help="the shards' grades.csv files")
+    merge.add_argument("--out", required=True, help="the merged CSV")
+    merge.add_argument("--submissions", help="check that every entry of this folder has exactly one row")
+    merge.set_defaults(run=_merge)
+    export = commands.add_parser("export", help="grades.csv files into a file the LMS imports")
+    export.add_argument("csvs", nargs="+", help="grades.csv files (one or more assignments)")
+    export.add_argument("--roster", required=True, help="CSV: student (submission folder name), email, "
+                                                         "sis_login_id, ...")
+    export.add_argument("--format", required=True, choices=["canvas", "moodle", "wide"])
+    export.add_argument("--out", required=True, help="the file to import (a report goes to OUT.report.txt)")
+    export.add_argument("--canvas-gradebook", help="canvas: the gradebook CSV exported from Canvas")
+    export.add_argument("--column", action="append", default=[], metavar="ASSIGNMENT=COLUMN",
+                        help="canvas: the column of an assignment, when it is not named 'ASSIGNMENT (id)'")
+    export.add_argument("--moodle-id", default="email", choices=["email", "username", "idnumber"],
+                        help="moodle: how Moodle identifies students (default: email)")
+    export.add_argument("--late-penalty", type=float, default=0.0,
+                        help="percent of the maximum score taken off per day late (default: 0, no penalty)")
+    export.add_argument("--late-days-unknown", type=int, default=1,
+                        help="days counted for a late submission whose days are not known (default: 1)")
+    export.add_argument("--late-max-days", type=int, help="more days late than this score 0 (default: no limit)")
+    export.set_defaults(run=_export)
     sync = commands.add_parser("sync", help="re-derive solution, setup and badge cells from the package and _config.yml")
     sync.set_defaults(run=_sync)
     book = commands.add_parser("book", help="build the book into _build/html")

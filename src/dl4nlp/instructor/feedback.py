@@ -36,7 +36,7 @@ def render(report: Report, hide_cases: bool = False) -> str:
         why = part.summary if hide_cases else part.message
         rows.append(f"<tr><td><code>{escape(part.name)}</code></td>"
                     f"<td class=\"{'lost' if lost else 'ok'}\">{part.points:g} / {part.max_points:g}</td>"
-                    f"<td>{escape(why) if lost else 'passed'}</td></tr>")
+                    f"<td>{escape(why) if lost or part.override else 'passed'}</td></tr>")
     problem = f"<p class=\"lost\"><strong>{escape(report.problem)}</strong></p>" if report.problem else ""
     notes = "".join(f"<li>{escape(note)}</li>" for note in report.notes)
     errors = "".join(f"<li>cell {index}: <code>{escape(error)}</code></li>" for index, error, _ in report.cell_errors)

@@ -5,11 +5,11 @@ there) the grader reads the notebook (`rnn.ipynb`; else the one file named as Co
 browser saves it, "Copy of rnn.ipynb" or "rnn (1).ipynb", which `detail` names; two such
 files and no `rnn.ipynb` are "invalid"; else `rnn.ipynb` in a subfolder), draws the cases
 of every part from a seed that depends on a course secret, the assignment, the student and
-the part, runs the submission in the sandbox, and compares what came back with the reference's outputs computed here.
-A part scores its points only if every case matches, the reference was not used (status
-"reference") and none of its forbidden library calls was (status "forbidden": a call such as
-`torch.lstm_cell` that does the part's work, found in the code it reaches or seen while it ran
-on the grader's cases; see `dl4nlp.exercises.calls`).
+the part, runs the submission in the sandbox, and compares what came back with the
+reference's outputs computed here. A part scores its points only if every case matches, the
+reference was not used (status "reference") and none of its forbidden library calls was
+(status "forbidden": a call such as `torch.lstm_cell` that does the part's work, found in the
+code it reaches or seen while it ran on the grader's cases; see `dl4nlp.exercises.calls`).
 Per-student results do not depend on the number of jobs or the order of grading.
 """
 
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from dl4nlp.exercises import NOT_DIFFERENTIABLE, Case, Outcome, Verdict, call, generator, judge
+from dl4nlp.exercises import NOT_DIFFERENTIABLE, Case, Outcome, Verdict, call, generator, judge, passed_fraction
 from dl4nlp.exercises.calls import FORBIDDEN, REFERENCE, explain
 from dl4nlp.instructor import GradingError
 from dl4nlp.instructor.autograde.rubric import Rubric, load_rubric, trapped_package
@@ -58,6 +58,8 @@ class PartResult:
     summary: str = ""  # the same without the case (feedback that hides hidden cases)
     reference: str = ""  # how it used the reference, if it did
     forbidden: str = ""  # the library call that does its work, if it used one
+    automatic: float | None = None  # the grader's points, when overrides.csv replaced them
+    override: str = ""  # the reason for the override (overrides.csv)
 
 
 @dataclass
@@ -118,6 +120,7 @@ class Grader:
         self._lock = threading.Lock()
         self._workers: list[Worker] = []
         self._idle: queue.Queue[Worker] = queue.Queue()
+        self.partial = False  # --partial: a part earns the fraction of its cases passed
 
     def start_workers(self, jobs: int) -> None:
         """Start the workers in the background (each imports torch once: seconds).
@@ -282,6 +285,8 @@ class Grader:
             if verdict.passed:
                 result.points = max_points
                 result.message = result.summary = ""
+            elif self.partial:
+                result.points = self._partial_points(name, event, cases[name], expected[name], max_points)
             if event and event.get("status") in STATUS_WORDS:
                 report.status = event["status"]
         if any(part.reference for part in report.parts) and report.status == "graded":
@@ -367,6 +372,17 @@ class Grader:
             return Verdict(False, f"its outputs could not be read ({error})", "its outputs could not be read")
         return judge(self.rubric.exercises.part(name), cases, expected, outcomes)
 
+    def _partial_points(self, name: str, event: dict | None, cases: list[Case], expected: list,
+                        max_points: float) -> float:
+        """With --partial: the part's points times the fraction of cases passed (0 if it did not run)."""
+        if event is None or event.get("problem"):
+            return 0.0
+        try:
+            outcomes = _load_outcomes(str(event.get("outputs", "")), len(cases))
+        except ValueError:
+            return 0.0
+        return round(max_points * passed_fraction(self.rubric.exercises.part(name), cases, expected, outcomes), 2)
+
 
 def download_names(entry: Path, name: str) -> list[Path]:
     """The files in `entry` named as browsers and Colab save `name`: "Copy of rnn.ipynb", "rnn (1).ipynb",
@@ -439,14 +455,16 @@ class GradedFolder:
 
 
 def grade_folder(root: Path, assignment: str, submissions: Path, *, jobs: int = 1, limits: Limits = Limits(),
-                 private: list[Path] = (), progress: Callable[[Report], None] | None = None) -> GradedFolder:
-    """Grade every entry of `submissions`; reports sorted by entry name."""
+                 private: list[Path] = (), progress: Callable[[Report], None] | None = None,
+                 select: Callable[[list[Path]], list[Path]] | None = None, partial: bool = False) -> GradedFolder:
+    """Grade every entry of `submissions` (or those `select` keeps: one student, a shard); sorted by name."""
     if not submissions.is_dir():
         raise GradingError(f"submissions folder {submissions} does not exist")
     torch.set_num_threads(1)
     grader = Grader(root, assignment, submissions, limits, list(private))
+    grader.partial = partial
     try:
-        entries = grader.entries()
+        entries = select(grader.entries()) if select else grader.entries()
         grader.start_workers(max(1, min(jobs, len(entries))))
         warnings = [grader.sandbox.warning] if grader.sandbox.warning else []
 
