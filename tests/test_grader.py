@@ -31,7 +31,9 @@ from __future__ import annotations
 import base64
 import copy
 import csv
+import inspect
 import json
+import linecache
 import os
 import re
 import shutil
@@ -292,6 +294,202 @@ def load_reference_file(kit: Kit, student: str) -> Expect:
         """) for p in kit.rubric.exercises.parts)
     kit.submit(student, append(kit.released, from_file))
     return Expect(0, "reference", ("reference",))
+
+
+# library calls that do a part's work, and what merely looks like the reference
+
+
+def _answer(kit: Kit, part: str, source: str) -> nbformat.NotebookNode:
+    """The instructor notebook with the solution cell of `part` replaced by `source`."""
+    notebook = copy.deepcopy(kit.solution)
+    notebook.cells[solution_index(notebook, part)].source = textwrap.dedent(source)
+    return notebook
+
+
+def _cell(kit: Kit, part: str) -> int:
+    """The number of the solution cell of `part`, counting every cell from 1 (as `detail` does)."""
+    return solution_index(kit.solution, part) + 1
+
+
+def _loses(kit: Kit, part: str, status: str, *says: str) -> Expect:
+    return Expect(kit.total - kit.rubric.points[part], status, (f"test_{part} 0/", *says))
+
+
+ONE_LINERS = {"lstm_cell": "torch.lstm_cell(x, state, *weights)", "gru_cell": "torch.gru_cell(x, state, *weights)",
+              "rnn_cell": "torch.rnn_tanh_cell(x, state, *weights)"}
+
+
+def _one_liner(part: str) -> Scenario:
+    def build(kit: Kit, student: str) -> Expect:
+        source = f"def {part}(x, state, *weights):\n    return {ONE_LINERS[part]}\n"
+        kit.submit(student, _answer(kit, part, source))
+        call = ONE_LINERS[part].split("(")[0]
+        return _loses(kit, part, "forbidden", f"uses {call} in {part} (cell {_cell(kit, part)})")
+    build.__name__ = f"one_liner_{part.removesuffix('_cell')}"
+    return build
+
+
+for _part in ONE_LINERS:
+    scenario()(_one_liner(_part))
+
+
+@scenario()
+def one_liners_in_disguise(kit: Kit, student: str) -> Expect:
+    notebook = _answer(kit, "lstm_cell", """\
+        from torch import lstm_cell as step
+
+        def lstm_cell(x, state, *weights):
+            return step(x, state, *weights)
+        """)
+    notebook.cells[solution_index(notebook, "gru_cell")].source = (
+        "def gru_cell(x, h, *weights):\n    return getattr(torch, 'gru_cell')(x, h, *weights)\n")
+    notebook.cells[solution_index(notebook, "rnn_cell")].source = (
+        "import importlib\n\ndef rnn_cell(x, h, *weights):\n"
+        "    return importlib.import_module('torch._VF').rnn_tanh_cell(x, h, *weights)\n")
+    kit.submit(student, notebook)
+    lost = sum(kit.rubric.points[part] for part in ONE_LINERS)
+    return Expect(kit.total - lost, "forbidden", ("torch.lstm_cell in lstm_cell", "torch.gru_cell in gru_cell",
+                                                  "torch._VF.rnn_tanh_cell in rnn_cell"))
+
+
+@scenario()
+def lstm_cell_module(kit: Kit, student: str) -> Expect:
+    """nn.LSTMCell under a name built at run time: only the watch in the sandbox can see it."""
+    kit.submit(student, _answer(kit, "lstm_cell", """\
+        def lstm_cell(x, state, *weights):
+            cell = getattr(nn, "LSTM" + "Cell")(x.shape[1], state[0].shape[1])
+            names = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+            return torch.func.functional_call(cell, dict(zip(names, weights)), (x, state))
+        """))
+    cell = _cell(kit, "lstm_cell")
+    return _loses(kit, "lstm_cell", "forbidden", f"uses torch.nn.LSTMCell in lstm_cell (cell {cell})")
+
+
+NUMPY_GRU_CELL = """\
+    def gru_cell(x, h, weight_ih, weight_hh, bias_ih, bias_hh):
+        import numpy as np
+        x, h, w_ih, w_hh, b_ih, b_hh = (t.detach().numpy() for t in (x, h, weight_ih, weight_hh, bias_ih, bias_hh))
+        x_r, x_z, x_n = np.split(x @ w_ih.T + b_ih, 3, axis=1)
+        h_r, h_z, h_n = np.split(h @ w_hh.T + b_hh, 3, axis=1)
+        r, z = 1 / (1 + np.exp(-(x_r + h_r))), 1 / (1 + np.exp(-(x_z + h_z)))
+        n = np.tanh(x_n + r * h_n)
+        return torch.from_numpy((1 - z) * n + z * h)
+    """
+
+
+@scenario()
+def numpy_cell(kit: Kit, student: str) -> Expect:
+    kit.submit(student, _answer(kit, "gru_cell", NUMPY_GRU_CELL))
+    return _loses(kit, "gru_cell", "graded", "gradients cannot flow")
+
+
+@scenario()
+def pasted_figure_call(kit: Kit, student: str) -> Expect:
+    figure = textwrap.dedent("""\
+        try:
+            from dl4nlp.figures import rnn as figs
+        except ImportError:
+            from dl4nlp.diagrams import rnn as figs
+        figs.lstm_cell()
+        import dl4nlp.diagrams.rnn
+        dl4nlp.diagrams.rnn.lstm_cell()
+        """)
+    kit.submit(student, insert(kit.solution, figure, solution_index(kit.solution, "lstm_cell") + 2))
+    return Expect(kit.total, "graded")
+
+
+@scenario()
+def scratch_comparison(kit: Kit, student: str) -> Expect:
+    compare = textwrap.dedent("""\
+        from dl4nlp import rnn as course
+        x, state = torch.randn(2, 3), (torch.randn(2, 4), torch.randn(2, 4))
+        weights = (torch.randn(16, 3), torch.randn(16, 4), torch.randn(16), torch.randn(16))
+        print((lstm_cell(x, state, *weights)[0] - course.lstm_cell(x, state, *weights)[0]).abs().max())
+        """)
+    kit.submit(student, insert(kit.solution, compare, solution_index(kit.solution, "lstm_cell") + 2))
+    return Expect(kit.total, "graded")
+
+
+@scenario()
+def colab_copy_name(kit: Kit, student: str) -> Expect:
+    kit.submit(student, colab(kit.solution), f"Copy of {kit.name}")
+    return Expect(kit.total, "graded", (f"graded Copy of {kit.name}",))
+
+
+@scenario()
+def numbered_download_name(kit: Kit, student: str) -> Expect:
+    name = f"{Path(kit.name).stem} (1){Path(kit.name).suffix}"
+    kit.submit(student, kit.solution, name)
+    return Expect(kit.total, "graded", (f"graded {name}",))
+
+
+@scenario()
+def two_download_names(kit: Kit, student: str) -> Expect:
+    names = [f"Copy of {kit.name}", f"{Path(kit.name).stem} (1){Path(kit.name).suffix}"]
+    for name in names:
+        kit.submit(student, kit.solution, name)
+    return Expect(0, "invalid", tuple(names))
+
+
+# the self-check and the grader agree: the same answers to lstm_cell, through both (see the test below)
+
+
+AGREEMENT = {  # answer -> (source of the lstm_cell cell, verdict, typical bug)
+    "honest": (None, "passed", ""),
+    "imported": ("from dl4nlp.rnn import lstm_cell\n", "reference", ""),
+    "class-attribute": ("from dl4nlp.rnn import LSTM\n\ndef lstm_cell(*args):\n    return LSTM.reference_cell(*args)\n",
+                        "reference", ""),
+    "one-liner": ("def lstm_cell(x, state, *weights):\n    return torch.lstm_cell(x, state, *weights)\n",
+                  "forbidden", ""),
+    "aliased": ("import torch as t\n\ndef lstm_cell(x, state, *weights):\n    return t.lstm_cell(x, state, *weights)\n",
+                "forbidden", ""),
+    "getattr": ("def lstm_cell(x, state, *weights):\n    return getattr(torch, 'lstm_cell')(x, state, *weights)\n",
+                "forbidden", ""),
+    "built-name": ("def lstm_cell(x, state, *weights):\n"
+                   "    return getattr(torch, 'lstm' + '_cell')(x, state, *weights)\n",
+                   "forbidden", ""),
+    "private": ("import importlib\n\ndef lstm_cell(x, state, *weights):\n"
+                "    return importlib.import_module('torch._VF').lstm_cell(x, state, *weights)\n", "forbidden", ""),
+    "numpy": ("def lstm_cell(x, state, weight_ih, weight_hh, bias_ih, bias_hh):\n    import numpy as np\n"
+              "    h, c = (s.detach().numpy() for s in state)\n"
+              "    gates = x.detach().numpy() @ weight_ih.detach().numpy().T + bias_ih.detach().numpy() \\\n"
+              "        + h @ weight_hh.detach().numpy().T + bias_hh.detach().numpy()\n"
+              "    i, f, g, o = np.split(gates, 4, axis=1)\n    sigmoid = lambda v: 1 / (1 + np.exp(-v))\n"
+              "    c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)\n"
+              "    return torch.from_numpy(sigmoid(o) * np.tanh(c)), torch.from_numpy(c)\n", "wrong", ""),
+    "detached": ("def lstm_cell(x, state, weight_ih, weight_hh, bias_ih, bias_hh):\n    h, c = state\n"
+                 "    gates = x @ weight_ih.T + bias_ih + h.detach() @ weight_hh.T + bias_hh\n"
+                 "    i, f, g, o = gates.chunk(4, dim=1)\n"
+                 "    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)\n"
+                 "    return torch.sigmoid(o) * torch.tanh(c), c\n", "wrong", ""),
+    "typical-bug": (None, "wrong", "gate order i, f, o, g instead of PyTorch's i, f, g, o"),
+}
+
+
+def _agreement_notebook(solution: nbformat.NotebookNode, answer: str) -> nbformat.NotebookNode:
+    source, _, bug = AGREEMENT[answer]
+    notebook = copy.deepcopy(solution)
+    if bug:
+        function = exercises.load("rnn").part("lstm_cell").bugs[bug]
+        source = inspect.getsource(function).replace(f"def {function.__name__}(", "def lstm_cell(")
+    if source is not None:
+        notebook.cells[solution_index(notebook, "lstm_cell")].source = source
+    return notebook
+
+
+def _agreement(answer: str) -> Scenario:
+    def build(kit: Kit, student: str) -> Expect:
+        kit.submit(student, _agreement_notebook(kit.solution, answer))
+        verdict = AGREEMENT[answer][1]
+        if verdict == "passed":
+            return Expect(kit.total, "graded")
+        return _loses(kit, "lstm_cell", "graded" if verdict == "wrong" else verdict)
+    build.__name__ = f"agree_{answer.replace('-', '_')}"
+    return build
+
+
+for _answer_name in AGREEMENT:
+    scenario()(_agreement(_answer_name))
 
 
 # robust to editing
@@ -676,22 +874,159 @@ def test_graded_cells_are_recovered_without_metadata(assignment):
     assert not [cell for cell in submission.runnable if "BEGIN HIDDEN TESTS" in cell.source]  # tests never run
 
 
-def test_answers_taken_from_the_reference_are_found_in_the_source():
-    from dl4nlp.instructor.autograde.submission import CodeCell, Submission, reference_uses
+def _rubric() -> Rubric:
+    return load_rubric(ROOT, "rnn")
 
-    rubric = Rubric(ROOT, "rnn", "rnn.ipynb", exercises.load("rnn"), {"lstm_cell": 3, "gru_cell": 3, "rnn_cell": 2},
-                    {}, ())
+
+def _static(source: str) -> tuple[dict[str, str], dict[str, str]]:
+    """({part: reference use}, {part: forbidden use}) found in a one-cell submission (cell 8)."""
+    from dl4nlp.instructor.autograde.submission import CodeCell, Submission, forbidden_uses, reference_uses
+
+    submission = Submission([CodeCell(8, textwrap.dedent(source), "other")])
+    return reference_uses(submission, _rubric()), forbidden_uses(submission, _rubric())
+
+
+def test_answers_taken_from_the_reference_are_found_in_the_source():
+    """Binding the reference under a graded name, or using it in code the graded function reaches, counts;
+    a scratch cell that only compares with the reference, or a figure of the same name, does not."""
     sources = {
-        "from dl4nlp.rnn import lstm_cell as mine": {"lstm_cell"},
+        "from dl4nlp.rnn import lstm_cell as mine\nlstm_cell = mine": {"lstm_cell"},
+        "from dl4nlp.rnn import lstm_cell": {"lstm_cell"},
         "import dl4nlp.rnn as R\ndef gru_cell(*a):\n    return R.gru_cell(*a)": {"gru_cell"},
-        "from dl4nlp import rnn\nf = getattr(rnn, 'rnn_cell')": {"rnn_cell"},
-        "import dl4nlp\nx = dl4nlp.rnn.lstm_cell": {"lstm_cell"},
+        "from dl4nlp import rnn\nf = getattr(rnn, 'rnn_cell')\ndef rnn_cell(*a):\n    return f(*a)": {"rnn_cell"},
+        "import dl4nlp\nlstm_cell = dl4nlp.rnn.lstm_cell": {"lstm_cell"},
+        "from dl4nlp.rnn import LSTM\ndef lstm_cell(*a):\n    return LSTM.reference_cell(*a)": {"lstm_cell"},
+        "import importlib\ndef gru_cell(*a):\n    return importlib.import_module('dl4nlp.rnn').gru_cell(*a)":
+            {"gru_cell"},
+        "from dl4nlp import rnn as course\ndef rnn_cell(x, h, *w):\n    return h\n"
+        "print((rnn_cell(1, 2) - course.rnn_cell(1, 2)).abs().max())\nh = course.rnn_cell(1, 2)": set(),
+        "import dl4nlp\nx = dl4nlp.rnn.lstm_cell": set(),
         "from dl4nlp.rnn import LSTM, unroll, reverse_padded\nfrom dl4nlp.checks import check_shapes": set(),
+        "import dl4nlp.diagrams.rnn\ndl4nlp.diagrams.rnn.lstm_cell()": set(),
+        "from dl4nlp.figures import rnn as figs\nfigs.lstm_cell_figure()\ndef lstm_cell(x, state, *w):\n"
+        "    figs.lstm_cell()\n    return state": set(),
         "def lstm_cell(x, state, *weights):\n    return state": set(),
+        "a = b.x\nb = a.y\ndef lstm_cell(*args):\n    return a(b)": set(),  # names bound in a cycle
+        "from dl4nlp.exercises import rnn": set(_rubric().points),  # the grader's own code
     }
     for source, flagged in sources.items():
-        submission = Submission([CodeCell(1, source, "other")])
-        assert set(reference_uses(submission, rubric)) == flagged, source
+        assert set(_static(source)[0]) == flagged, source
+
+
+FORBIDDEN_SOURCES = {  # source -> (part, what the detail names)
+    "import torch\ndef lstm_cell(x, state, *w):\n    return torch.lstm_cell(x, state, *w)":
+        ("lstm_cell", "uses torch.lstm_cell in lstm_cell (cell 8)"),
+    "import torch as t\ndef gru_cell(x, h, *w):\n    return t.gru_cell(x, h, *w)": ("gru_cell", "torch.gru_cell"),
+    "from torch import rnn_tanh_cell as step\ndef rnn_cell(x, h, *w):\n    return step(x, h, *w)":
+        ("rnn_cell", "torch.rnn_tanh_cell"),
+    "from torch import nn\ndef lstm_cell(x, state, *w):\n    return nn.LSTMCell(3, 4)(x, state)":
+        ("lstm_cell", "torch.nn.LSTMCell"),
+    "import torch.nn.functional as F, torch\ndef lstm_cell(x, s, *w):\n    return torch.nn.modules.rnn.LSTMCell(1, 1)":
+        ("lstm_cell", "torch.nn.LSTMCell"),
+    "import torch\ndef gru_cell(x, h, *w):\n    return getattr(torch, 'gru_cell')(x, h, *w)":
+        ("gru_cell", "torch.gru_cell"),
+    "import importlib\ndef rnn_cell(x, h, *w):\n"
+    "    return importlib.import_module('torch._VF').rnn_tanh_cell(x, h, *w)":
+        ("rnn_cell", "torch._VF.rnn_tanh_cell"),
+    "def lstm_cell(x, state, *w):\n    return __import__('torch').ops.aten.lstm_cell(x, state, *w)":
+        ("lstm_cell", "torch.ops.aten.lstm_cell"),
+    "import torch\nlstm_cell = torch.lstm_cell": ("lstm_cell", "uses torch.lstm_cell in lstm_cell (cell 8)"),
+    "import torch\ndef step(x, h, w):\n    return torch._C._VariableFunctions.gru_cell(x, h, *w)\n"
+    "def helper(x, h, w):\n    return step(x, h, w)\ndef gru_cell(x, h, *w):\n    return helper(x, h, w)":
+        ("gru_cell", "uses torch._C._VariableFunctions.gru_cell in step (cell 8)"),
+    "def lstm_cell(x, state, *w):\n    from torch import _VF as private\n    f = private.lstm_cell\n"
+    "    return f(x, state, *w)": ("lstm_cell", "torch._VF.lstm_cell"),
+}
+
+
+@pytest.mark.parametrize("source", list(FORBIDDEN_SOURCES))
+def test_forbidden_calls_are_found_in_the_code_a_part_reaches(source):
+    part, says = FORBIDDEN_SOURCES[source]
+    references, forbidden = _static(source)
+    assert not references and set(forbidden) == {part}, forbidden
+    assert says in forbidden[part]
+
+
+def test_only_the_code_a_part_reaches_counts_and_only_its_own_forbidden_calls():
+    references, forbidden = _static("""\
+        import torch
+        from torch import nn
+        def lstm_cell(x, state, *w):
+            return state
+        def scratch(x, state, *w):
+            return torch.lstm_cell(x, state, *w), nn.LSTMCell(3, 4)
+        expected = torch.lstm_cell(1, 2)  # a scratch comparison at top level
+        model = nn.LSTM(3, 4)  # an ungraded scratch model
+        def bidirectional_layer(cell, x, *rest):
+            return cell(x), torch.lstm_cell(x)  # allowed here: only the cells forbid it
+        def classify(tokens, lengths, embedding, encoder, head):
+            return nn.LSTM(3, 4)  # allowed in classify, which forbids only torch's private ops
+        """)
+    assert references == {} and forbidden == {}
+    _, forbidden = _static("import torch\ndef bidirectional_layer(cell, x, *rest):\n    return torch.nn.GRU(1, 1)")
+    assert set(forbidden) == {"bidirectional_layer"}
+
+
+def test_a_later_cell_rebinds_a_graded_name():
+    from dl4nlp.instructor.autograde.submission import CodeCell, Submission, forbidden_uses, reference_uses
+
+    cells = [CodeCell(4, "import torch\nfrom dl4nlp.rnn import lstm_cell", "other"),
+             CodeCell(9, "def lstm_cell(x, state, *w):\n    return state", "solution"),
+             CodeCell(12, "gru_cell = torch.gru_cell", "other")]
+    submission = Submission(cells)
+    assert reference_uses(submission, _rubric()) == {}
+    assert forbidden_uses(submission, _rubric()) == {"gru_cell": "uses torch.gru_cell in gru_cell (cell 12)"}
+
+
+def test_calls_are_seen_while_a_part_runs_whatever_the_code_looks_like():
+    """What reading the code cannot see (names built at run time) the watch sees, only during the graded call."""
+    from dl4nlp.exercises import calls
+    from dl4nlp.rnn import LSTM
+
+    assignment = exercises.load("rnn")
+    part = assignment.part("lstm_cell")
+    case = exercises.public_cases(assignment, part)[0]
+
+    def watched(function) -> list[str]:
+        watch = calls.Watch(part.name, calls.targets(part, assignment.parts))
+        assert exercises.call(watch.wrap(function), case).error is None
+        return [f"{use.kind} {use.name}" for use in watch.uses]
+
+    def hidden(x, state, *w):
+        return getattr(torch, "lstm" + "_cell")(x, state, *w)
+
+    def module(x, state, *w):
+        cell = getattr(torch.nn, "LSTM" + "Cell")(x.shape[1], state[0].shape[1])
+        names = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+        return torch.func.functional_call(cell, dict(zip(names, w)), (x, state))
+
+    def operator(x, state, *w):
+        return tuple(torch.ops.aten.lstm_cell(x, list(state), *w))
+
+    def class_attribute(*args):
+        return LSTM.reference_cell(*args)
+
+    assert watched(hidden) == ["forbidden torch.lstm_cell"]
+    assert watched(module)[0] == "forbidden torch.nn.LSTMCell"
+    assert watched(operator) == ["forbidden torch.ops.aten.lstm_cell"]
+    assert watched(class_attribute) == ["reference dl4nlp.rnn.lstm_cell"]
+    assert watched(part.bugs[next(iter(part.bugs))]) == []
+    torch.nn.LSTMCell(3, 4)(torch.randn(1, 3))  # outside a graded call nothing is recorded, nothing fails
+
+
+def test_the_grader_own_cells_and_encoders_are_not_counted():
+    from dl4nlp.exercises import calls
+    from dl4nlp import rnn
+
+    assignment = exercises.load("rnn")
+    for name in ("bidirectional_layer", "classify"):
+        part = assignment.part(name)
+        watch = calls.Watch(name, calls.Targets(["torch.lstm_cell", "torch.gru_cell", "torch.rnn_tanh_cell",
+                                                 "torch.lstm", "torch.gru", "torch.nn.LSTM", "torch.nn.GRU",
+                                                 "torch.nn.RNN"], {}))
+        for case in exercises.public_cases(assignment, part):  # torch-based cells and encoders, from the grader
+            assert exercises.call(watch.wrap(getattr(rnn, name)), case).error is None
+        assert watch.uses == [], name
 
 
 def test_the_csv_holds_one_plain_row_per_report(tmp_path):
@@ -712,12 +1047,17 @@ def test_the_csv_holds_one_plain_row_per_report(tmp_path):
 
 
 def _namespace(notebook: nbformat.NotebookNode) -> dict:
-    """Run a notebook's code up to its last solution cell, test cells left out: what a student has defined."""
+    """Run a notebook's code up to its last solution cell, test cells left out: what a student has defined.
+
+    Each cell's source is kept where `inspect.getsource` finds it, as IPython does in Jupyter and Colab.
+    """
     namespace: dict = {}
     last = max(i for i, c in enumerate(notebook.cells) if nbgrader(c).get("solution"))
-    for cell in notebook.cells[:last + 1]:
+    for index, cell in enumerate(notebook.cells[:last + 1]):
         if cell.cell_type == "code" and not nbgrader(cell).get("grade"):
-            exec(compile(cell.source, "<cell>", "exec"), namespace)  # noqa: S102
+            filename = f"/tmp/ipykernel_test/{id(notebook)}_{index}.py"
+            linecache.cache[filename] = (len(cell.source), None, cell.source.splitlines(keepends=True), filename)
+            exec(compile(cell.source, filename, "exec"), namespace)  # noqa: S102
     return namespace
 
 
@@ -732,6 +1072,36 @@ def test_the_selfcheck_gives_points_for_what_works(assignment):
     assert student.points == 0 and "not implemented" in student._repr_html_()
 
 
+def _grader_verdict(detail: str, part: str) -> tuple[str, str]:
+    """(verdict, typical bug) of `part` in a CSV row's detail: "test_lstm_cell 3/3", "(reference: ...)", ..."""
+    start = detail.index(f"test_{part} ")
+    end = detail.find("; test_", start)
+    segment = detail[start:end if end >= 0 else len(detail)]
+    points, max_points = segment.split()[1].split("/")
+    if points == max_points:
+        return "passed", ""
+    for verdict in ("reference", "forbidden"):
+        if f"({verdict}: " in segment:
+            return verdict, ""
+    return "wrong", segment.split("typical bug: ", 1)[1] if "typical bug: " in segment else ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("answer", list(AGREEMENT))
+def test_the_selfcheck_and_the_grader_agree(suite, answer):
+    """The same answer gets the same verdict from the student's self-check and from the grader."""
+    from dl4nlp.selfcheck import run_selfcheck
+
+    student = f"agree-{answer}"
+    if student in suite.skipped:
+        pytest.skip(suite.skipped[student])
+    notebook = _agreement_notebook(read(ROOT / "solutions" / "rnn" / "rnn.ipynb"), answer)
+    check = next(p for p in run_selfcheck("rnn", _namespace(notebook)).parts if p.name == "lstm_cell")
+    verdict, bug = _grader_verdict(suite.grades[student]["detail"], "lstm_cell")
+    assert (check.status, bool(check.bug)) == (verdict, bool(bug)) == (AGREEMENT[answer][1], bool(AGREEMENT[answer][2]))
+    assert check.bug in bug, (check.message, suite.grades[student]["detail"])
+
+
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_the_student_notebook_ends_with_the_selfcheck(assignment):
     name = load_rubric(ROOT, assignment).notebook
@@ -741,19 +1111,23 @@ def test_the_student_notebook_ends_with_the_selfcheck(assignment):
 
 def test_the_selfcheck_needs_no_instructor_tools():
     script = textwrap.dedent("""\
-        import sys
+        import json, sys
         for name in ("nbgrader", "nbformat", "nbclient", "jupyter_client"):
             sys.modules[name] = None  # any import of these fails
         from dl4nlp import rnn
         from dl4nlp.selfcheck import run_selfcheck
-        mine = {name: (lambda f: lambda *a: f(*a))(getattr(rnn, name))
-                for name in ("rnn_cell", "lstm_cell", "gru_cell", "bidirectional_layer", "classify")}
+        mine = {}
+        exec("import torch\\nfrom torch import Tensor, nn\\nfrom dl4nlp.checks import check_lengths, check_shapes\\n"
+             "from dl4nlp.rnn import Cell, CellWeights, Recurrent, State, reverse_padded, unroll", mine)
+        for cell in json.load(open("solutions/rnn/rnn.ipynb"))["cells"]:  # the instructor's answers
+            if cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+                exec("".join(cell["source"]), mine)
         report = run_selfcheck("rnn", mine)
         print(report)
         assert report.points == report.max_points
         assert run_selfcheck("rnn", {"rnn_cell": rnn.rnn_cell}).parts[0].points == 0  # imported: no points
         """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert "13/13 points so far" in result.stdout
 

@@ -7,10 +7,14 @@ The last cell of each assignment calls it::
 
 It works in Colab and locally without nbgrader (the notebook file is not needed: the
 cases come from `dl4nlp.exercises`). It calls each function the notebook defines on
-public cases, compares the outputs with `dl4nlp`'s reference, and returns a report that
-the notebook shows as a table. The grader runs the same kind of checks on other cases,
-drawn when it grades; a function that passes here is very likely right. While grading,
-the self-check does nothing.
+public cases, compares the outputs and gradients with `dl4nlp`'s reference, and returns a
+report that the notebook shows as a table. Like the grader, it gives a part no points if
+its code uses the reference (status "reference") or a library call that does the part's
+work, such as `torch.lstm_cell` (status "forbidden"): it reads the code the function
+reaches (IPython keeps each cell's source) and watches the calls while the function runs
+(`dl4nlp.exercises.calls`, the grader's own checks). The grader runs the same checks on
+other cases, drawn when it grades; a function that passes here is very likely right. While
+grading, the self-check does nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dl4nlp.exercises import Verdict, call, judge, load, public_cases
+from dl4nlp.exercises import Assignment, Part, call, judge, load, public_cases
+from dl4nlp.exercises.calls import FORBIDDEN, REFERENCE, Program, Use, Watch, explain, find_uses, targets
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,8 @@ class PartCheck:
     points: float
     max_points: float
     message: str  # "" when it passed
+    status: str = "passed"  # "passed", "reference", "forbidden" or "wrong" (also: not defined, not implemented)
+    bug: str = ""  # the typical bug a wrong answer matches, if any
 
 
 @dataclass(frozen=True)
@@ -76,20 +83,30 @@ def run_selfcheck(assignment: str, namespace: Mapping[str, Any]) -> SelfCheck:
     exercises = load(assignment)
     if os.environ.get("DL4NLP_GRADING"):
         return SelfCheck(assignment, (), skipped=True)
-    parts = []
-    for part in exercises.parts:
-        max_points = float(part.points)
-        function = namespace.get(part.name)
-        reference = part.reference()
-        if function is None:
-            verdict = Verdict(False, f"{part.name} is not defined: run its cell first")
-        elif function is reference or getattr(function, "__code__", None) is getattr(reference, "__code__", 0):
-            verdict = Verdict(False, f"this is dl4nlp's own {part.name}, imported: the grader gives it 0 points")
-        elif not callable(function):
-            verdict = Verdict(False, f"{part.name} is not a function")
-        else:
-            cases = public_cases(exercises, part)
-            expected = [call(reference, case) for case in cases]
-            verdict = judge(part, cases, expected, [call(function, case) for case in cases])
-        parts.append(PartCheck(part.name, max_points if verdict.passed else 0.0, max_points, verdict.message))
-    return SelfCheck(assignment, tuple(parts))
+    program = Program.from_namespace(namespace)
+    return SelfCheck(assignment, tuple(check_part(exercises, part, namespace.get(part.name), program)
+                                       for part in exercises.parts))
+
+
+def check_part(exercises: Assignment, part: Part, function: Any, program: Program) -> PartCheck:
+    """One part: its code and its calls (reference, forbidden), then its outputs and gradients on the public cases."""
+    max_points = float(part.points)
+    if function is None:
+        return PartCheck(part.name, 0.0, max_points, f"{part.name} is not defined: run its cell first", "wrong")
+    part_targets = targets(part, exercises.parts)
+    watch = Watch(part.name, part_targets)
+    verdict = None
+    if callable(function):
+        cases = public_cases(exercises, part)
+        expected = [call(part.reference(), case) for case in cases]
+        verdict = judge(part, cases, expected, [call(watch.wrap(function), case) for case in cases])
+    found = find_uses(program, part.name, part_targets) + watch.uses
+    for kind in (REFERENCE, FORBIDDEN):
+        uses: list[Use] = [use for use in found if use.kind == kind]
+        if uses:
+            return PartCheck(part.name, 0.0, max_points, explain(uses[0], kind), kind)
+    if verdict is None:
+        return PartCheck(part.name, 0.0, max_points, f"{part.name} is not a function", "wrong")
+    if verdict.passed:
+        return PartCheck(part.name, max_points, max_points, "")
+    return PartCheck(part.name, 0.0, max_points, verdict.message, "wrong", verdict.bug)

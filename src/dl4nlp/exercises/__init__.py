@@ -12,7 +12,10 @@ draws secret cases per student and computes the reference's outputs itself; the 
 self-check (`dl4nlp.selfcheck`) draws public ones. Each call is checked twice: its outputs,
 and the gradients of its outputs with respect to every floating-point input (tensors and
 the parameters of modules passed in), so that a detached or numpy implementation fails. A
-part passes only if every case matches the reference: its points are all or nothing.
+part passes only if every case matches the reference: its points are all or nothing. An
+answer that uses the reference, or one of the part's `forbidden` calls, scores nothing
+whatever it returns: `dl4nlp.exercises.calls` finds both, in the code the graded function
+reaches and while it runs, for the grader and the self-check alike.
 
 Colab-safe: this package imports torch and the chapter modules only, never the instructor tools.
 """
@@ -49,7 +52,8 @@ class Part:
     points: what the part is worth (the only place it is written);
     cases: draws the cases from a generator;
     forbidden: dotted names of library calls that would do the part's work in one line
-      ("torch.lstm_cell", "torch.nn.LSTM", "torch._VF"): using one scores 0;
+      ("torch.lstm_cell", "torch.nn.LSTM"; a module, "torch._VF", forbids everything under it):
+      using one scores 0 (status "forbidden"); only the part's own list counts;
     bugs: {description: known-wrong implementation}, the typical bugs that feedback names;
     atol, rtol: the tolerance for outputs and gradients.
     """

@@ -24,7 +24,8 @@ class GradeRow:
     assignment: str
     score: float
     max_score: float
-    # "graded"; "reference" (a part used dl4nlp's reference and scored 0); or what went wrong:
+    # "graded"; "reference" (a part used dl4nlp's reference and scored 0); "forbidden" (a part used
+    # a library call that does its work, e.g. torch.lstm_cell, and scored 0); or what went wrong:
     # "missing", "invalid", "timeout", "memory", "processes", "crashed", "error"
     status: str
     detail: str

@@ -1,10 +1,15 @@
 """Grade a folder of submissions: one report per entry, N at a time, nothing trusted but outputs.
 
 For each entry of the submissions folder (a student's folder, or anything else that lies
-there) the grader reads the notebook, draws the cases of every part from a seed that
-depends on a course secret, the assignment, the student and the part, runs the submission
-in the sandbox, and compares what came back with the reference's outputs computed here.
-A part scores its points only if every case matches and the reference was not used.
+there) the grader reads the notebook (`rnn.ipynb`; else the one file named as Colab or a
+browser saves it, "Copy of rnn.ipynb" or "rnn (1).ipynb", which `detail` names; two such
+files and no `rnn.ipynb` are "invalid"; else `rnn.ipynb` in a subfolder), draws the cases
+of every part from a seed that depends on a course secret, the assignment, the student and
+the part, runs the submission in the sandbox, and compares what came back with the
+reference's outputs computed here. A part scores its points only if every case matches, the
+reference was not used (status "reference") and none of its forbidden library calls was
+(status "forbidden": a call such as `torch.lstm_cell` that does the part's work, found in the
+code it reaches or seen while it ran on the grader's cases; see `dl4nlp.exercises.calls`).
 Per-student results do not depend on the number of jobs or the order of grading.
 """
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 import io
 import os
 import queue
+import re
 import secrets
 import shutil
 import tempfile
@@ -26,10 +32,12 @@ from pathlib import Path
 import torch
 
 from dl4nlp.exercises import NOT_DIFFERENTIABLE, Case, Outcome, Verdict, call, generator, judge, passed_fraction
+from dl4nlp.exercises.calls import FORBIDDEN, REFERENCE, explain
 from dl4nlp.instructor import GradingError
 from dl4nlp.instructor.autograde.rubric import Rubric, load_rubric, trapped_package
 from dl4nlp.instructor.autograde.sandbox import UID_BASE, Limits, Run, Sandbox, Worker
-from dl4nlp.instructor.autograde.submission import InvalidSubmission, Submission, read_submission, reference_uses
+from dl4nlp.instructor.autograde.submission import (InvalidSubmission, Submission, forbidden_uses, read_submission,
+                                                     reference_uses)
 
 MAX_LISTED = 20  # notes and cell errors kept per submission
 SECRET_FILE = ".grading-secret"
@@ -49,6 +57,7 @@ class PartResult:
     message: str = ""  # why it lost its points, with the failing case
     summary: str = ""  # the same without the case (feedback that hides hidden cases)
     reference: str = ""  # how it used the reference, if it did
+    forbidden: str = ""  # the library call that does its work, if it used one
     automatic: float | None = None  # the grader's points, when overrides.csv replaced them
     override: str = ""  # the reason for the override (overrides.csv)
 
@@ -181,6 +190,16 @@ class Grader:
             return None
         path = entry / name
         if not path.is_file():
+            candidates = download_names(entry, name)
+            if len(candidates) > 1:
+                report.status = "invalid"
+                report.problem = (f"found {len(candidates)} notebooks that could be {name}: "
+                                  f"{', '.join(p.name for p in candidates)}: hand in one, named {name}")
+                return None
+            if candidates:
+                path = candidates[0]
+                report.notes.append(f"graded {path.name} (expected {name})")
+        if not path.is_file():
             nested = [p for p in entry.rglob(name) if p.is_file() and len(p.relative_to(entry).parts) <= 4]
             if len(nested) == 1 and not nested[0].is_symlink():
                 report.notes.append(f"graded {nested[0].relative_to(entry).as_posix()} (expected it at {name})")
@@ -194,9 +213,9 @@ class Grader:
         if path.is_symlink():
             report.status, report.problem = "invalid", f"{name} is a symbolic link, not a notebook"
             return None
-        extra = sorted(p.name for p in entry.iterdir() if p.name != name and not p.name.startswith("."))
+        extra = sorted(p.name for p in entry.iterdir() if p.name != path.name and not p.name.startswith("."))
         if extra and path.parent == entry:
-            report.notes.append(f"ignored {', '.join(extra)}: only {name} is graded")
+            report.notes.append(f"ignored {', '.join(extra)}: only {path.name} is graded")
         return path
 
     def _seed_words(self, student: str, part: str) -> tuple[str, ...]:
@@ -212,7 +231,8 @@ class Grader:
         expected = {name: [call(rubric.exercises.part(name).reference(), case) for case in drawn]
                     for name, drawn in cases.items()}
         header = {"cells": [[cell.index, cell.source] for cell in submission.runnable],
-                  "parts": {part.name: part.module for part in rubric.exercises.parts}}
+                  "parts": {part.name: part.module for part in rubric.exercises.parts},
+                  "forbidden": {part.name: list(part.forbidden) for part in rubric.exercises.parts}}
         with self._lock:
             uid = next(self._uids) if self.sandbox.drops_user else None
         if not self._workers:
@@ -230,6 +250,7 @@ class Grader:
                expected: dict[str, list[Outcome]], report: Report) -> None:
         rubric = self.rubric
         static = reference_uses(submission, rubric)
+        static_forbidden = forbidden_uses(submission, rubric)
         events = run.events
         cells = {e.get("index"): e for e in events if e.get("event") == "cell" and e.get("phase") == "end"}
         parts = {e.get("name"): e for e in events if e.get("event") == "part" and e.get("phase") == "end"}
@@ -248,7 +269,12 @@ class Grader:
             used = static.get(name) or self._dynamic_reference(parts.get(name))
             if used:
                 result.reference = used
-                result.message = result.summary = f"reference: {used}; it scores no points"
+                result.message = result.summary = explain(used, REFERENCE)
+                continue
+            forbidden = static_forbidden.get(name) or self._dynamic_forbidden(parts.get(name))
+            if forbidden:
+                result.forbidden = forbidden
+                result.message = result.summary = explain(forbidden, FORBIDDEN)
                 continue
             if fatal:
                 result.message = result.summary = "not graded"
@@ -265,6 +291,8 @@ class Grader:
                 report.status = event["status"]
         if any(part.reference for part in report.parts) and report.status == "graded":
             report.status = "reference"
+        if any(part.forbidden for part in report.parts) and report.status == "graded":
+            report.status = "forbidden"
 
     def _fatal(self, run: Run, cells: dict, done: list[dict], setup: list[dict]) -> tuple[str, str] | None:
         """(status, problem) when the run ended early, else None."""
@@ -322,6 +350,14 @@ class Grader:
             return f"calls {', '.join(str(c) for c in calls[:3])}"
         return ""
 
+    @staticmethod
+    def _dynamic_forbidden(event: dict | None) -> str:
+        """The first forbidden call the harness saw while the part ran ("uses torch.lstm_cell in f (cell 8)")."""
+        found = event.get("forbidden") if event else None
+        if isinstance(found, list) and found:
+            return str(found[0])[:200]
+        return ""
+
     def _verdict(self, name: str, event: dict | None, cases: list[Case], expected: list) -> Verdict:
         if event is None:
             return Verdict(False, "not run: the notebook stopped before it", "not run")
@@ -346,6 +382,15 @@ class Grader:
         except ValueError:
             return 0.0
         return round(max_points * passed_fraction(self.rubric.exercises.part(name), cases, expected, outcomes), 2)
+
+
+def download_names(entry: Path, name: str) -> list[Path]:
+    """The files in `entry` named as browsers and Colab save `name`: "Copy of rnn.ipynb", "rnn (1).ipynb",
+    "Copy of rnn (2).ipynb", "rnn(1).ipynb", "rnn.ipynb.ipynb"; sorted by name."""
+    stem, suffix = re.escape(Path(name).stem), re.escape(Path(name).suffix)
+    pattern = re.compile(rf"(Copy of )*{stem}( ?\(\d+\))?({suffix})+")
+    return sorted((p for p in entry.iterdir() if p.name != name and pattern.fullmatch(p.name) and p.is_file()),
+                  key=lambda p: p.name)
 
 
 def _load_outcomes(encoded: str, count: int) -> list[Outcome]:

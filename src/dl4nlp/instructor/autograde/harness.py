@@ -15,8 +15,9 @@ processes, file size), makes its own working folder, and drops to its unprivileg
 (when the zygote runs as root). Then it runs the code cells in order like "Run all" with
 errors allowed (an exception is recorded and the next cell runs; a cell past its time
 limit, out of memory or out of processes ends the run), calls each graded function on its
-cases, and reports, one JSON object per line. After it ends the zygote kills whatever it
-left running and deletes its folder.
+cases with a watch on (`dl4nlp.exercises.calls.Watch`: the part's forbidden library calls
+and calls of the trapped references are recorded), and reports, one JSON object per line.
+After it ends the zygote kills whatever it left running and deletes its folder.
 
 Nothing here grades: student code shares the child's process and could change anything in
 it, so the grader trusts only the outputs, loaded with ``torch.load(weights_only=True)`` and
@@ -123,11 +124,12 @@ class Harness:
         import torch
 
         from dl4nlp import exercises
+        from dl4nlp.exercises import calls
         from dl4nlp.instructor.autograde import trap
 
         self.job, self.cases, self.channel = job, cases, channel
         self.main_pid = _getpid()
-        self.torch, self.exercises, self.trap = torch, exercises, trap
+        self.torch, self.exercises, self.calls, self.trap = torch, exercises, calls, trap
         self.references = {name: getattr(importlib.import_module(module), name, None)
                            for name, module in job["parts"].items()}
         self.namespace = {"__name__": "__main__", "__builtins__": builtins,
@@ -176,6 +178,13 @@ class Harness:
                 return False
         return False
 
+    def watch(self, name: str) -> dl4nlp.exercises.calls.Watch:  # noqa: F821 - imported in __init__
+        """A watch that records the part's forbidden calls (and calls of the trapped references) while it runs."""
+        references = {f"{module}.{part}": self.references[part] for part, module in self.job["parts"].items()
+                      if callable(self.references.get(part))}
+        targets = self.calls.Targets(self.job.get("forbidden", {}).get(name, ()), references)
+        return self.calls.Watch(name, targets)
+
     def evaluate(self, name: str) -> dict:
         function = self.namespace.get(name)
         if function is None:
@@ -186,11 +195,13 @@ class Harness:
         result: dict = {"defined_in": str(getattr(code, "co_filename", "")),
                         "is_reference": self.is_reference(function, self.references.get(name))}
         self.trap.CALLS.clear()
+        watch = self.watch(name)
+        watched = watch.wrap(function)
         outcomes: list[tuple[object, str | None]] = []
         try:
             with _alarm(self.job["cell_timeout"]):
                 for args in self.cases[name]:
-                    outcome = self.exercises.call(function, self.exercises.Case(tuple(args), ""))
+                    outcome = self.exercises.call(watched, self.exercises.Case(tuple(args), ""))
                     self.guard()
                     outcomes.append((outcome.output, outcome.gradients, outcome.error))
                     if outcome.error and outcome.error.startswith("MemoryError"):
@@ -199,6 +210,7 @@ class Harness:
             result["status"] = outcome_kind(error)
             result["problem"] = describe(error, "")
         result["calls"] = sorted(set(self.trap.CALLS))
+        result["forbidden"] = [str(use) for use in watch.found(self.calls.FORBIDDEN)]
         if "problem" not in result:
             buffer = io.BytesIO()
             try:

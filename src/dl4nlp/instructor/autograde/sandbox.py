@@ -186,7 +186,9 @@ class Sandbox:
             command += ["--ro-bind", str(source), str(target)]
             made.add(target)
         command += ["--chdir", "/tmp", "--clearenv"]
-        for key, value in self._environment(Path("/tmp")).items():
+        # The trapped copy first on the path, as in a plain subprocess: where the grader runs a checkout
+        # through PYTHONPATH, an editable install of another checkout would otherwise win inside.
+        for key, value in {**self._environment(Path("/tmp")), "PYTHONPATH": str(package.parent)}.items():
             command += ["--setenv", key, value]
         return command
 

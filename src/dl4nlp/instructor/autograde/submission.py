@@ -13,8 +13,10 @@ metadata. The grader never trusts a cell's role blindly:
 - IPython syntax is neutralised: ``!pip ...`` and ``%magic`` lines become ``pass``, cells
   with a non-Python cell magic (``%%bash``) are skipped.
 
-`reference_uses` flags code that imports a graded function from `dl4nlp`, looks it up as an
-attribute of a `dl4nlp` module, or imports the grader's own modules.
+`reference_uses` and `forbidden_uses` read, in the code a graded function reaches (its own,
+and the notebook's top-level functions it calls), uses of the graded reference functions and
+of the part's forbidden library calls (`dl4nlp.exercises.calls`, shared with the self-check);
+importing the grader's own modules anywhere counts as using the reference.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from dl4nlp.exercises.calls import FORBIDDEN, REFERENCE, Program, Use, find_uses, targets
 from dl4nlp.instructor.autograde.rubric import Rubric, normalised
 
 MAX_NOTEBOOK_BYTES = 50 * 2**20
@@ -187,52 +190,42 @@ def read_submission(data: bytes, name: str, rubric: Rubric) -> Submission:
     return Submission(cells, notes)
 
 
-# --- answers taken from the reference ---------------------------------------------------------
+# --- answers taken from the reference, library calls that do a part's work -----------------------
+
+
+def static_uses(submission: Submission, rubric: Rubric) -> dict[str, list[Use]]:
+    """{part: uses of the reference or of its forbidden calls}, read in the code (`dl4nlp.exercises.calls`).
+
+    Only what the graded function's name is bound to at the end, and the notebook's top-level
+    functions and classes it reaches, count: a scratch cell that compares one's own function
+    with `course.lstm_cell(...)` is not a use.
+    """
+    program = Program.from_cells((cell.index, cell.source) for cell in submission.runnable)
+    parts = rubric.exercises.parts
+    return {part.name: find_uses(program, part.name, targets(part, parts)) for part in parts}
 
 
 def reference_uses(submission: Submission, rubric: Rubric) -> dict[str, str]:
-    """{part: how the code reaches the reference}, for code that imports or looks up graded functions."""
-    parts = set(rubric.points)
-    uses: dict[str, str] = {}
-    modules: set[str] = set()  # local names bound to dl4nlp modules
-    trees = []
+    """{part: how its code reaches a graded reference function}; importing the grader's own modules
+    (`dl4nlp.exercises`, `dl4nlp.instructor.autograde`) anywhere counts for every part."""
+    uses = {name: str(found[0]) for name, found in static_uses(submission, rubric).items()
+            if found and found[0].kind == REFERENCE}
     for cell in submission.runnable:
         try:
-            trees.append((cell, ast.parse(cell.source)))
+            tree = ast.parse(cell.source)
         except (SyntaxError, ValueError):  # ValueError: null bytes
             continue
-    for cell, tree in trees:
         for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    if alias.name.split(".")[0] == "dl4nlp":
-                        modules.add(alias.asname or "dl4nlp")
-                        _grader_import(alias.name, cell, parts, uses)
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "dl4nlp":
-                _grader_import(node.module or "", cell, parts, uses)
-                for alias in node.names:
-                    if alias.name in parts:
-                        uses.setdefault(alias.name, f"imports {alias.name} from {node.module} in cell {cell.index}")
-                    else:
-                        modules.add(alias.asname or alias.name)
-    for cell, tree in trees:  # second pass: every module alias is known now
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and node.attr in parts and _root_name(node.value) in modules:
-                uses.setdefault(node.attr, f"uses {ast.unparse(node)} in cell {cell.index}")
-            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
-                  and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant)
-                  and node.args[1].value in parts and _root_name(node.args[0]) in modules):
-                uses.setdefault(node.args[1].value, f"uses {ast.unparse(node)} in cell {cell.index}")
+            modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for module in modules:
+                if module.startswith(("dl4nlp.exercises", "dl4nlp.instructor.autograde")):
+                    for part in rubric.points:
+                        uses.setdefault(part, f"imports {module} (the grader's own code) in cell {cell.index}")
     return uses
 
 
-def _grader_import(module: str, cell: CodeCell, parts: set[str], uses: dict[str, str]) -> None:
-    if module.startswith(("dl4nlp.exercises", "dl4nlp.instructor.autograde")):
-        for part in parts:
-            uses.setdefault(part, f"imports {module} (the grader's own code) in cell {cell.index}")
-
-
-def _root_name(node: ast.expr) -> str | None:
-    while isinstance(node, ast.Attribute):
-        node = node.value
-    return node.id if isinstance(node, ast.Name) else None
+def forbidden_uses(submission: Submission, rubric: Rubric) -> dict[str, str]:
+    """{part: the first forbidden library call its code uses}: "uses torch.lstm_cell in lstm_cell (cell 8)"."""
+    return {name: str(forbidden[0]) for name, found in static_uses(submission, rubric).items()
+            if (forbidden := [use for use in found if use.kind == FORBIDDEN])}
