@@ -9,7 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from dl4nlp import training
-from dl4nlp.data import build_vocab, make_loader, make_synthetic_sentiment
+from dl4nlp.data import build_vocab, make_loader
+from dl4nlp.data.sentiment import make_synthetic_sentiment
 from dl4nlp.rnn import ClassifierConfig, SequenceClassifier
 from dl4nlp.training import EpochRecord, count_parameters, evaluate, train_classifier
 
