@@ -70,7 +70,8 @@ def test_figure_functions_are_named_apart_from_the_chapters_functions() -> None:
         assert figures, f"dl4nlp.figures.{module_name} defines no figure functions"
         for name in figures:
             assert name.endswith("_figure"), f"dl4nlp.figures.{module_name}.{name}: name it <thing>_figure"
-            assert name not in chapter_functions, f"dl4nlp.figures.{module_name}.{name} shadows dl4nlp.{module_name}.{name}"
+            assert name not in chapter_functions, \
+                f"dl4nlp.figures.{module_name}.{name} shadows dl4nlp.{module_name}.{name}"
 
 
 def test_there_are_figures() -> None:

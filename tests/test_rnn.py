@@ -87,8 +87,8 @@ def test_cell_rejects_wrong_shapes_with_a_clear_message(ours, theirs, gates):
     reference = theirs(4, 5)
     x, h = torch.randn(2, 4), torch.randn(2, 6)  # h has the wrong hidden size
     state = (h, torch.randn(2, 6)) if ours is lstm_cell else h
-    h_name = r"state\[0\]" if ours is lstm_cell else "h"
-    with pytest.raises(ValueError, match=ours.__name__ + ": " + h_name + r" should have shape \(B, H\) = \(2, 5\).*\(2, 6\)"):
+    h_name = r"state\[0\]" if ours is lstm_cell else "h"  # the LSTM's state is a tuple (h, c)
+    with pytest.raises(ValueError, match=rf"{ours.__name__}: {h_name} should have shape \(B, H\) = \(2, 5\).*\(2, 6\)"):
         ours(x, state, *cell_weights(reference))
     with pytest.raises(ValueError, match=r"x should have shape \(B, D\) = \(B, 4\).*3 dimensions"):
         ours(x[None], state, *cell_weights(reference))

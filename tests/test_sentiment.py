@@ -9,8 +9,6 @@ from pathlib import Path
 import datasets
 import pandas as pd
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from dl4nlp.data import build_vocab, tokenize
 from dl4nlp.data import sentiment
