@@ -69,7 +69,7 @@ def test_tuple_argument_names_its_parts() -> None:
         gated(torch.randn(2, 3), (torch.zeros(2, 2), torch.zeros(2, 3)), torch.randn(8, 3))
     with pytest.raises(TypeError, match=r"^gated: state should be a tuple of 2 tensors, got Tensor$"):
         gated(torch.randn(2, 3), torch.zeros(2, 2), torch.randn(8, 3))
-    with pytest.raises(TypeError, match=r"^gated: state should be a tuple of 2 tensors, got tuple of 3$"):
+    with pytest.raises(TypeError, match=r"^gated: state should be a tuple of 2 tensors, got a tuple of 3$"):
         gated(torch.randn(2, 3), (torch.zeros(2, 2),) * 3, torch.randn(8, 3))
     with pytest.raises(TypeError, match=r"^gated: state\[0\] should be a torch.Tensor of shape \(B, H\), got list"):
         gated(torch.randn(2, 3), ([[0.0, 0.0]], torch.zeros(1, 2)), torch.randn(8, 3))

@@ -190,10 +190,11 @@ class _Tuple:
     parts: tuple[Any, ...]
 
     def check(self, function: str, name: str, value: object, sizes: dict[str, int]) -> None:
-        if not isinstance(value, (tuple, list)) or len(value) != len(self.parts):
-            raise TypeError(f"{function}: {name} should be a tuple of {len(self.parts)} tensors, "
-                            f"got {type(value).__name__}" + (f" of {len(value)}" if isinstance(value, (tuple, list))
-                                                             else ""))
+        expected = f"{function}: {name} should be a tuple of {len(self.parts)} tensors"
+        if not isinstance(value, (tuple, list)):
+            raise TypeError(f"{expected}, got {type(value).__name__}")
+        if len(value) != len(self.parts):
+            raise TypeError(f"{expected}, got a {type(value).__name__} of {len(value)}")
         for index, (part, item) in enumerate(zip(self.parts, value)):
             part.check(function, f"{name}[{index}]", item, sizes)
 
@@ -254,13 +255,12 @@ def shapes(**declarations: Any) -> Callable[[F], F]:
         unknown = [name for name in checkers if name not in parameters]
         if unknown:
             raise TypeError(f"@shapes declares {unknown}, which {function.__qualname__} has no parameter for")
-        # Where each argument is found, worked out once: (name, position or None, default, checker).
-        order = list(parameters)
-        plan = tuple((name,
-                      order.index(name) if parameters[name].kind in (inspect.Parameter.POSITIONAL_ONLY,
-                                                                     inspect.Parameter.POSITIONAL_OR_KEYWORD)
-                      else None,
-                      parameters[name].default, checker) for name, checker in checkers.items())
+        positional = [name for name, parameter in parameters.items()
+                      if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)]
+        # Where each argument is found, worked out once, not at every call: by position if it
+        # can be passed by position, else by keyword; its default if it is not passed at all.
+        plan = tuple((name, positional.index(name) if name in positional else None, parameters[name].default,
+                      checker) for name, checker in checkers.items())
         function_name = function.__name__
 
         @functools.wraps(function)
