@@ -6,33 +6,22 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from helpers import cell_weights, close, gradients, leaves, torch_padded
 from torch import nn
 
 from dl4nlp import rnn
 from dl4nlp.rnn import (GRU, LSTM, RNN, ClassifierConfig, SequenceClassifier, bidirectional_layer, classify,
                         gru_cell, lstm_cell, reverse_padded, rnn_cell, unroll)
 
-ATOL = 1e-5
 CELLS = [(rnn_cell, nn.RNNCell, 1), (lstm_cell, nn.LSTMCell, 4), (gru_cell, nn.GRUCell, 3)]
 LAYERS = [(RNN, nn.RNN), (LSTM, nn.LSTM), (GRU, nn.GRU)]
+GRAD_ATOL = 1e-4  # gradients run through more float32 operations than the outputs
 
 
-def close(ours, theirs) -> bool:
-    if isinstance(ours, tuple):
-        return len(ours) == len(theirs) and all(close(a, b) for a, b in zip(ours, theirs))
-    return ours.shape == theirs.shape and torch.allclose(ours, theirs, atol=ATOL)
-
-
-def cell_weights(cell: nn.RNNCellBase) -> tuple[torch.Tensor, ...]:
-    return cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh
-
-
-def torch_padded(module: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor):
-    """torch.nn's own answer for a padded batch: pack, run, unpack."""
-    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-    output, state = module(packed)
-    output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=x.shape[1])
-    return output, state
+def same_gradients(ours, our_inputs, theirs, their_inputs, seed: int) -> bool:
+    """Both computations give the same gradient of one random weighted sum of their outputs
+    with respect to each of their inputs (tensors, states, weights: listed in the same order)."""
+    return close(gradients(ours, our_inputs, seed), gradients(theirs, their_inputs, seed), atol=GRAD_ATOL)
 
 
 sizes = st.integers(1, 6)
@@ -47,13 +36,20 @@ sizes = st.integers(1, 6)
 def test_cell_matches_torch(ours, theirs, gates, batch, input_size, hidden_size, seed):
     torch.manual_seed(seed)
     reference = theirs(input_size, hidden_size)
-    x = torch.randn(batch, input_size)
-    h = torch.randn(batch, hidden_size)
+    x = torch.randn(batch, input_size, requires_grad=True)
+    h = torch.randn(batch, hidden_size, requires_grad=True)
+    c = torch.randn(batch, hidden_size, requires_grad=True)
+    inputs = [x, h, c] if ours is lstm_cell else [x, h]
+    their_inputs = [*inputs, *cell_weights(reference)]
+    our_inputs = leaves(*their_inputs)  # the same values, as separate leaves
     if ours is lstm_cell:
-        state = (h, torch.randn(batch, hidden_size))
-        assert close(ours(x, state, *cell_weights(reference)), reference(x, state))
+        output = ours(our_inputs[0], (our_inputs[1], our_inputs[2]), *our_inputs[3:])
+        expected = reference(x, (h, c))
     else:
-        assert close(ours(x, h, *cell_weights(reference)), reference(x, h))
+        output = ours(our_inputs[0], our_inputs[1], *our_inputs[2:])
+        expected = reference(x, h)
+    assert close(output, expected)
+    assert same_gradients(output, our_inputs, expected, their_inputs, seed)
 
 
 def test_rnn_cell_worked_value():
@@ -91,7 +87,8 @@ def test_cell_rejects_wrong_shapes_with_a_clear_message(ours, theirs, gates):
     reference = theirs(4, 5)
     x, h = torch.randn(2, 4), torch.randn(2, 6)  # h has the wrong hidden size
     state = (h, torch.randn(2, 6)) if ours is lstm_cell else h
-    with pytest.raises(ValueError, match=r"h should have shape \(B, H\) = \(2, 5\).*\(2, 6\)"):
+    h_name = r"state\[0\]" if ours is lstm_cell else "h"  # the LSTM's state is a tuple (h, c)
+    with pytest.raises(ValueError, match=rf"{ours.__name__}: {h_name} should have shape \(B, H\) = \(2, 5\).*\(2, 6\)"):
         ours(x, state, *cell_weights(reference))
     with pytest.raises(ValueError, match=r"x should have shape \(B, D\) = \(B, 4\).*3 dimensions"):
         ours(x[None], state, *cell_weights(reference))
@@ -99,12 +96,42 @@ def test_cell_rejects_wrong_shapes_with_a_clear_message(ours, theirs, gates):
         ours(x.tolist(), state, *cell_weights(reference))
 
 
-def test_cells_never_modify_their_inputs():
-    reference = nn.LSTMCell(3, 4)
-    x, h, c = torch.randn(2, 3), torch.randn(2, 4), torch.randn(2, 4)
-    copies = [t.clone() for t in (x, h, c)]
-    lstm_cell(x, (h, c), *cell_weights(reference))
-    assert all(torch.equal(a, b) for a, b in zip((x, h, c), copies))
+def assert_unchanged(tensors, copies) -> None:
+    for index, (tensor, (values, version)) in enumerate(zip(tensors, copies)):
+        assert torch.equal(tensor, values), f"input {index} was changed"
+        assert tensor._version == version, f"input {index} was written in place"
+
+
+def snapshot(tensors):
+    return [(tensor.clone(), tensor._version) for tensor in tensors]
+
+
+PAIRS = [(rnn_cell, nn.RNNCell), (lstm_cell, nn.LSTMCell), (gru_cell, nn.GRUCell)]
+
+
+@pytest.mark.parametrize("function, cell, theirs", [
+    *[pytest.param(cell.__name__, cell, theirs, id=cell.__name__) for cell, theirs in PAIRS],
+    *[pytest.param(layer, cell, theirs, id=f"{layer}-{cell.__name__}")
+      for layer in ("unroll", "bidirectional_layer") for cell, theirs in PAIRS],
+])
+def test_functions_never_modify_their_inputs(function, cell, theirs):
+    torch.manual_seed(0)
+    weights = [tensor.detach().clone() for tensor in cell_weights(theirs(3, 4))]
+    weights_backward = [tensor.detach().clone() for tensor in cell_weights(theirs(3, 4))]
+    h, c = torch.randn(2, 4), torch.randn(2, 4)
+    state = (h, c) if cell is lstm_cell else h
+    x, lengths = torch.randn(2, 5, 3), torch.tensor([5, 2])
+    tensors = [x, h, c, lengths, *weights, *weights_backward]
+    copies = snapshot(tensors)
+    if function == cell.__name__:
+        cell(x[:, 0], state, *weights)
+    elif function == "unroll":
+        unroll(cell, x, state, tuple(weights), lengths)
+        unroll(cell, x, state, tuple(weights))
+    else:
+        bidirectional_layer(cell, x, state, state, tuple(weights), tuple(weights_backward), lengths)
+        bidirectional_layer(cell, x, state, state, tuple(weights), tuple(weights_backward))
+    assert_unchanged(tensors, copies)
 
 
 # --- layers ----------------------------------------------------------------------------
@@ -119,12 +146,20 @@ def test_layer_matches_torch(ours, theirs, batch, time, input_size, hidden_size,
     reference = theirs(input_size, hidden_size, num_layers=num_layers, bidirectional=bidirectional,
                        batch_first=True)
     model = ours.from_torch(reference)
-    x = torch.randn(batch, time, input_size)
+    x = torch.randn(batch, time, input_size, requires_grad=True)
     assert close(model(x), reference(x))
     directions = 2 if bidirectional else 1
-    h0 = torch.randn(num_layers * directions, batch, hidden_size)
-    state = (h0, torch.randn_like(h0)) if ours is LSTM else h0
-    assert close(model(x, state), reference(x, state))
+    h0 = torch.randn(num_layers * directions, batch, hidden_size, requires_grad=True)
+    c0 = torch.randn_like(h0, requires_grad=True)
+    their_inputs = [x, h0, c0] if ours is LSTM else [x, h0]
+    our_inputs = leaves(*their_inputs)
+    our_state = tuple(our_inputs[1:]) if ours is LSTM else our_inputs[1]
+    output = model(our_inputs[0], our_state)
+    expected = reference(x, tuple(their_inputs[1:]) if ours is LSTM else h0)
+    assert close(output, expected)
+    names = [name for name, _ in reference.named_parameters()]
+    assert same_gradients(output, [*our_inputs, *(model.get_parameter(name) for name in names)],
+                          expected, [*their_inputs, *(reference.get_parameter(name) for name in names)], seed)
 
 
 @pytest.mark.parametrize("ours, theirs", LAYERS, ids=["rnn", "lstm", "gru"])
@@ -136,8 +171,13 @@ def test_padded_batch_matches_packed_torch(ours, theirs, data, num_layers, bidir
     lengths = torch.tensor(data.draw(st.lists(st.integers(1, time), min_size=batch, max_size=batch)))
     reference = theirs(3, 4, num_layers=num_layers, bidirectional=bidirectional, batch_first=True)
     model = ours.from_torch(reference)
-    x = torch.randn(batch, time, 3)
-    assert close(model(x, lengths=lengths), torch_padded(reference, x, lengths))
+    x = torch.randn(batch, time, 3, requires_grad=True)
+    (our_x,) = leaves(x)
+    output, expected = model(our_x, lengths=lengths), torch_padded(reference, x, lengths)
+    assert close(output, expected)
+    names = [name for name, _ in reference.named_parameters()]
+    assert same_gradients(output, [our_x, *(model.get_parameter(name) for name in names)],
+                          expected, [x, *(reference.get_parameter(name) for name in names)], seed)
 
 
 @pytest.mark.parametrize("layer", [RNN, LSTM, GRU])
@@ -238,7 +278,12 @@ def test_classifier_pools_last_layer_final_states(cell, bidirectional):
     _, state = torch_padded(reference, model.embedding(tokens), lengths)
     h_n = state[0] if cell == "lstm" else state
     pooled = torch.cat([h_n[-2], h_n[-1]], dim=-1) if bidirectional else h_n[-1]
-    assert close(model(tokens, lengths), model.head(pooled))
+    logits, expected = model(tokens, lengths), model.head(pooled)
+    assert close(logits, expected)
+    shared = [model.embedding.weight, model.head.weight, model.head.bias]
+    names = [name for name, _ in reference.named_parameters()]
+    assert same_gradients(logits, [*shared, *(model.encoder.get_parameter(name) for name in names)],
+                          expected, [*shared, *(reference.get_parameter(name) for name in names)], seed=2)
 
 
 def test_classifier_ignores_padding_tokens():

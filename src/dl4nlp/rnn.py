@@ -24,7 +24,7 @@ from typing import ClassVar, Union
 import torch
 from torch import Tensor, nn
 
-from dl4nlp.checks import check_lengths, check_shapes
+from dl4nlp.shapes import Lengths, check_lengths, check_shapes, optional, shapes
 
 State = Union[Tensor, tuple[Tensor, Tensor]]  # h (B, H), or (h, c) for the LSTM
 CellWeights = tuple[Tensor, Tensor, Tensor, Tensor]  # weight_ih, weight_hh, bias_ih, bias_hh
@@ -34,6 +34,7 @@ Cell = Callable[..., State]  # cell(x, state, weight_ih, weight_hh, bias_ih, bia
 # --- cells: one time step -------------------------------------------------------------
 
 
+@shapes(weight_ih="H D", weight_hh="H H", bias_ih="H", bias_hh="H", x="B D", h="B H")
 def rnn_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor,
              bias_ih: Tensor, bias_hh: Tensor) -> Tensor:
     """One step of a vanilla (Elman) RNN: h' = tanh(W_ih x + b_ih + W_hh h + b_hh).
@@ -42,11 +43,10 @@ def rnn_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor,
     Returns: h' (B, H).
     Matches: torch.nn.RNNCell(D, H) with the same weights.
     """
-    check_shapes("rnn_cell", weight_ih=(weight_ih, "H D"), weight_hh=(weight_hh, "H H"), bias_ih=(bias_ih, "H"),
-                 bias_hh=(bias_hh, "H"), x=(x, "B D"), h=(h, "B H"))
     return torch.tanh(x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh)  # (B, H)
 
 
+@shapes(weight_ih="4H D", weight_hh="4H H", bias_ih="4H", bias_hh="4H", x="B D", state=("B H", "B H"))
 def lstm_cell(x: Tensor, state: tuple[Tensor, Tensor], weight_ih: Tensor, weight_hh: Tensor,
               bias_ih: Tensor, bias_hh: Tensor) -> tuple[Tensor, Tensor]:
     """One LSTM step: forget, add (input) and output gates around a cell state c.
@@ -63,8 +63,6 @@ def lstm_cell(x: Tensor, state: tuple[Tensor, Tensor], weight_ih: Tensor, weight
     Returns: (h', c'), each (B, H).
     Matches: torch.nn.LSTMCell(D, H) with the same weights.
     """
-    check_shapes("lstm_cell", weight_ih=(weight_ih, "4H D"), weight_hh=(weight_hh, "4H H"), bias_ih=(bias_ih, "4H"),
-                 bias_hh=(bias_hh, "4H"), x=(x, "B D"), h=(state[0], "B H"), c=(state[1], "B H"))
     h, c = state
     gates = x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh  # (B, 4H)
     i, f, g, o = gates.chunk(4, dim=1)  # each (B, H)
@@ -73,6 +71,7 @@ def lstm_cell(x: Tensor, state: tuple[Tensor, Tensor], weight_ih: Tensor, weight
     return h, c
 
 
+@shapes(weight_ih="3H D", weight_hh="3H H", bias_ih="3H", bias_hh="3H", x="B D", h="B H")
 def gru_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor,
              bias_ih: Tensor, bias_hh: Tensor) -> Tensor:
     """One GRU step: a reset gate r and an update gate z, no separate cell state.
@@ -87,8 +86,6 @@ def gru_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor,
     Returns: h' (B, H).
     Matches: torch.nn.GRUCell(D, H) with the same weights (r multiplies W_hn h + b_hn).
     """
-    check_shapes("gru_cell", weight_ih=(weight_ih, "3H D"), weight_hh=(weight_hh, "3H H"), bias_ih=(bias_ih, "3H"),
-                 bias_hh=(bias_hh, "3H"), x=(x, "B D"), h=(h, "B H"))
     x_r, x_z, x_n = (x @ weight_ih.T + bias_ih).chunk(3, dim=1)  # each (B, H)
     h_r, h_z, h_n = (h @ weight_hh.T + bias_hh).chunk(3, dim=1)  # each (B, H)
     r = torch.sigmoid(x_r + h_r)  # (B, H)
@@ -153,6 +150,7 @@ def unroll(cell: Cell, x: Tensor, state: State, weights: CellWeights,
     return torch.stack(outputs, dim=1), state  # (B, T, H)
 
 
+@shapes(x="B T D", lengths=optional(Lengths()))
 def bidirectional_layer(cell: Cell, x: Tensor, state_forward: State, state_backward: State,
                         weights_forward: CellWeights, weights_backward: CellWeights,
                         lengths: Tensor | None = None) -> tuple[Tensor, State, State]:
@@ -169,8 +167,6 @@ def bidirectional_layer(cell: Cell, x: Tensor, state_forward: State, state_backw
       final backward state (after reading back to the first token).
     Matches: one layer of torch.nn.RNN/LSTM/GRU(bidirectional=True, batch_first=True).
     """
-    check_shapes("bidirectional_layer", x=(x, "B T D"))
-    check_lengths("bidirectional_layer", lengths, x.shape[0], x.shape[1])
     output_forward, final_forward = unroll(cell, x, state_forward, weights_forward, lengths)  # (B, T, H)
     reversed_x = reverse_padded(x, lengths)  # (B, T, D)
     output_backward, final_backward = unroll(cell, reversed_x, state_backward, weights_backward, lengths)
@@ -359,6 +355,7 @@ class ClassifierConfig:
     pad_id: int = 0
 
 
+@shapes(tokens="B T", lengths=Lengths())
 def classify(tokens: Tensor, lengths: Tensor, embedding: nn.Embedding, encoder: Recurrent,
              head: nn.Linear) -> Tensor:
     """Sequence classification: embed, encode, pool the final states, project to class scores.
@@ -371,8 +368,6 @@ def classify(tokens: Tensor, lengths: Tensor, embedding: nn.Embedding, encoder: 
       encoder, a Recurrent over D; head, a Linear from directions * H to C classes.
     Returns: logits (B, C).
     """
-    check_shapes("classify", tokens=(tokens, "B T"))
-    check_lengths("classify", lengths, tokens.shape[0], tokens.shape[1])
     x = embedding(tokens)  # (B, T, D)
     _, final = encoder(x, lengths=lengths)  # h_n (L * directions, B, H), or (h_n, c_n)
     h_n = final[0] if isinstance(final, tuple) else final  # (L * directions, B, H)

@@ -1,4 +1,4 @@
-"""The training loop every chapter shares: end-to-end training of a classifier.
+"""Training loops every chapter shares: one step, an epoch loop, and the losses they minimise.
 
 The common themes of deep learning in one place: a model maps a batch to
 scores (logits); a loss (cross-entropy) says how wrong they are; backpropagation
@@ -6,18 +6,31 @@ gives the gradient of the loss with respect to every parameter; an optimizer
 (Adam) takes a step against it. The hyperparameters are the learning rate, the
 number of epochs, the batch size (chosen by the loader) and the gradient-norm
 clip. After every epoch the model is measured on held-out validation data, the
-honest estimate of how it does on sentences it has not seen.
+honest estimate of how it does on examples it has not seen.
 
-A model here is any `nn.Module` called as ``model(tokens, lengths)`` with
-tokens (B, T) and lengths (B,) that returns logits (B, C); a loader yields
-(tokens (B, T), lengths (B,), labels (B,)), as `dl4nlp.data.make_loader` does.
+The pieces, each a plain function:
+
+- a loss function ``loss_fn(model, batch) -> loss`` (a scalar tensor) says what is
+  learned: `classification_loss` (a sentence classifier, this chapter),
+  `language_model_loss` (next-token prediction, GPT); later chapters add theirs
+  (masked-LM pre-training, finetuning) as functions of the same shape;
+- `training_step` takes one optimizer step on one batch;
+- `fit` runs the epochs: `training_step` over the loader, then an optional
+  validation, with a tqdm bar;
+- `train_classifier` is `fit` with `classification_loss` and accuracy, as the RNN
+  chapter uses it.
+
+A batch is a tuple of tensors whose first is tokens (B, T), as `dl4nlp.data.make_loader`
+yields them: (tokens (B, T), lengths (B,), labels (B,)). A classifier is any
+`nn.Module` called as ``model(tokens, lengths)`` that returns logits (B, C); a
+language model is called as ``model(tokens)`` and returns logits (B, T, V).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +40,9 @@ from tqdm.auto import tqdm
 
 from dl4nlp.runtime import get_device
 
-Batch = tuple[Tensor, Tensor, Tensor]  # tokens (B, T), lengths (B,), labels (B,)
+Batch = tuple[Tensor, ...]  # tokens (B, T) first; for a classifier (tokens, lengths (B,), labels (B,))
+LossFunction = Callable[[nn.Module, Batch], Tensor]  # loss_fn(model, batch) -> scalar loss
+IGNORE_INDEX = -100  # a target that F.cross_entropy skips: padding
 
 
 @dataclass
@@ -78,10 +93,126 @@ def evaluate(model: nn.Module, loader: Iterable[Batch], device: torch.device | N
     return correct / total
 
 
+# --- losses: what a model learns -------------------------------------------------------
+
+
+def classification_loss(model: nn.Module, batch: Batch) -> Tensor:
+    """Cross-entropy of a classifier's logits against the labels.
+
+    Args: model(tokens (B, T), lengths (B,)) -> logits (B, C); batch (tokens, lengths, labels (B,)).
+    Returns: the mean loss over the batch, a scalar tensor.
+    """
+    tokens, lengths, labels = batch
+    logits = model(tokens, lengths)  # (B, C)
+    return F.cross_entropy(logits, labels)
+
+
+def language_model_loss(model: nn.Module, batch: Batch) -> Tensor:
+    """Next-token cross-entropy: the logits at step t predict the token at step t + 1.
+
+    Targets are the tokens shifted left by one; a target at a padded step (t + 1 >= lengths[b])
+    is IGNORE_INDEX, so padding counts neither in the loss nor in the mean.
+
+    Args: model(tokens (B, T)) -> logits (B, T, V); batch (tokens (B, T), lengths (B,), ...).
+    Returns: the mean loss over the real next tokens, a scalar tensor.
+    Matches: F.cross_entropy(logits[:, :-1] over V, tokens[:, 1:], ignore_index) on the real tokens.
+    """
+    tokens, lengths = batch[0], batch[1]
+    logits = model(tokens)  # (B, T, V)
+    B, T, V = logits.shape
+    real = torch.arange(T, device=tokens.device) < lengths.to(tokens.device)[:, None]  # (B, T)
+    targets = tokens[:, 1:].masked_fill(~real[:, 1:], IGNORE_INDEX)  # (B, T - 1)
+    return F.cross_entropy(logits[:, :-1].reshape(B * (T - 1), V), targets.reshape(B * (T - 1)),
+                           ignore_index=IGNORE_INDEX)
+
+
+# --- one step, many epochs ----------------------------------------------------------------
+
+
+def training_step(model: nn.Module, batch: Batch, loss_fn: LossFunction, optimizer: torch.optim.Optimizer, *,
+                  clip: float | None = 1.0) -> float:
+    """One optimizer step on one batch: forget old gradients, compute the loss, backpropagate,
+    scale the gradients down so their joint norm is at most `clip`, step.
+
+    Args: model; batch, on the model's device; loss_fn(model, batch) -> scalar loss; optimizer over
+      the model's parameters; clip, the largest gradient norm (None: no clipping).
+    Returns: the loss before the step, as a float.
+    """
+    optimizer.zero_grad()
+    loss = loss_fn(model, batch)
+    loss.backward()
+    if clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    return loss.item()
+
+
+@dataclass
+class FitRecord:
+    """What one epoch of `fit` measured.
+
+    train_loss: mean loss over the epoch's batches, each weighted by its size B (while the model changed);
+    validation: what `validate` returned after the epoch (None without it);
+    seconds: wall-clock time of the epoch, training and validation.
+    """
+
+    epoch: int
+    train_loss: float
+    validation: float | None
+    seconds: float
+
+
+def fit(model: nn.Module, train_loader: Iterable[Batch], loss_fn: LossFunction, *, epochs: int,
+        optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3,
+        validate: Callable[[nn.Module], float] | None = None, clip: float | None = 1.0,
+        device: torch.device | str | None = None, progress: bool = True) -> list[FitRecord]:
+    """Train a model for some epochs: `training_step` on every batch, then `validate`.
+
+    The model is moved to `device` and trained in place, in train mode; every batch is
+    moved to `device` too.
+
+    Args: model; train_loader yields batches, tuples of tensors; loss_fn(model, batch) -> loss,
+      e.g. `classification_loss`; epochs, passes over train_loader; optimizer over the model's
+      parameters, by default Adam with learning rate `lr`; validate(model) -> a number measured
+      after every epoch (e.g. accuracy on held-out data), or None; clip, the largest gradient
+      norm (None: no clipping); device, by default `dl4nlp.runtime.get_device()`; progress,
+      show a tqdm bar over epochs.
+    Returns: one FitRecord per epoch.
+    Raises: ValueError if epochs < 0 or the loader is empty; FloatingPointError if the loss
+      stops being a finite number.
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    device = get_device() if device is None else torch.device(device)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr) if optimizer is None else optimizer
+    records: list[FitRecord] = []
+    bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress)
+    for epoch in bar:
+        start = time.perf_counter()
+        model.train()
+        loss_sum, total = 0.0, 0
+        for batch in train_loader:
+            batch = tuple(tensor.to(device) for tensor in batch)
+            loss_sum += training_step(model, batch, loss_fn, optimizer, clip=clip) * len(batch[0])
+            total += len(batch[0])
+        if total == 0:
+            raise ValueError("fit: the training loader yielded no examples")
+        if not math.isfinite(loss_sum):
+            raise FloatingPointError(f"the training loss became {loss_sum / total} in epoch {epoch}; try a smaller "
+                                     f"learning rate (lr={optimizer.param_groups[0]['lr']})")
+        validation = validate(model) if validate is not None else None
+        records.append(FitRecord(epoch, loss_sum / total, validation, time.perf_counter() - start))
+        bar.set_postfix(loss=f"{loss_sum / total:.3f}",
+                        **({} if validation is None else {"validation": f"{validation:.3f}"}))
+    return records
+
+
 def train_classifier(model: nn.Module, train_loader: Iterable[Batch], validation_loader: Iterable[Batch], *,
                      epochs: int, lr: float = 1e-3, device: torch.device | None = None,
                      clip: float | None = 1.0, progress: bool = True) -> list[EpochRecord]:
-    """Train a classifier end to end with Adam on the cross-entropy loss.
+    """Train a classifier end to end with Adam on the cross-entropy loss: `fit` with
+    `classification_loss`, validated by accuracy.
 
     Each step: logits = model(tokens, lengths); loss = cross_entropy(logits, labels);
     backpropagate; scale the gradients down so their joint norm is at most `clip`;
@@ -94,41 +225,25 @@ def train_classifier(model: nn.Module, train_loader: Iterable[Batch], validation
       progress, show a tqdm bar over epochs.
     Returns: one EpochRecord per epoch.
     """
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
     device = get_device() if device is None else torch.device(device)
-    model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    records: list[EpochRecord] = []
-    bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress)
-    for epoch in bar:
-        start = time.perf_counter()
-        model.train()
-        loss_sum, correct, total = 0.0, 0, 0
-        for tokens, lengths, labels in train_loader:
-            tokens, lengths, labels = tokens.to(device), lengths.to(device), labels.to(device)
-            logits = model(tokens, lengths)  # (B, C)
-            loss = F.cross_entropy(logits, labels)
-            optimizer.zero_grad()
-            loss.backward()
-            if clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), clip)
-            optimizer.step()
-            loss_sum += loss.item() * len(labels)
-            correct += int((logits.argmax(dim=-1) == labels).sum())
-            total += len(labels)
-        if total == 0:
-            raise ValueError("train_classifier: the training loader yielded no examples")
-        validation_accuracy = evaluate(model, validation_loader, device)
-        record = EpochRecord(epoch, loss_sum / total, correct / total, validation_accuracy,
-                             time.perf_counter() - start)
-        if not math.isfinite(record.train_loss):
-            raise FloatingPointError(f"the training loss became {record.train_loss} in epoch {epoch}; "
-                                     f"try a smaller learning rate (lr={lr})")
-        records.append(record)
-        bar.set_postfix(loss=f"{record.train_loss:.3f}", train=f"{record.train_accuracy:.3f}",
-                        validation=f"{validation_accuracy:.3f}")
-    return records
+    counts: list[list[int]] = [[0, 0]]  # per epoch: [classified correctly, seen] in its training pass
+
+    def loss_counting_correct(model: nn.Module, batch: Batch) -> Tensor:
+        """`classification_loss`, also counting the right answers of the pass (for train_accuracy)."""
+        tokens, lengths, labels = batch
+        logits = model(tokens, lengths)  # (B, C)
+        counts[-1][0] += int((logits.argmax(dim=-1) == labels).sum())
+        counts[-1][1] += len(labels)
+        return F.cross_entropy(logits, labels)
+
+    def validate(model: nn.Module) -> float:
+        counts.append([0, 0])  # the next epoch counts afresh
+        return evaluate(model, validation_loader, device)
+
+    fitted = fit(model, train_loader, loss_counting_correct, epochs=epochs, lr=lr, validate=validate, clip=clip,
+                 device=device, progress=progress)
+    return [EpochRecord(record.epoch, record.train_loss, right / seen, record.validation, record.seconds)
+            for record, (right, seen) in zip(fitted, counts)]
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import builtins
 import errno
+import inspect
 import io
 import json
 import os
@@ -167,7 +168,9 @@ class Harness:
         return "ok", None
 
     def is_reference(self, function: object, reference: object) -> bool:
-        code = getattr(reference, "__code__", None)
+        # The reference's own code, under decorators such as @shapes: a decorator's wrapper code is
+        # shared by every function it decorates, the student's included.
+        code = getattr(inspect.unwrap(reference) if callable(reference) else reference, "__code__", None)
         for _ in range(8):  # through functools.wraps and partial layers
             seen = getattr(function, "__code__", None)
             if function is reference or (code is not None and seen is not None and (

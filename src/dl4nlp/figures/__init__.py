@@ -1,4 +1,4 @@
-"""Figures drawn by the course itself: one module per chapter (`dl4nlp.diagrams.rnn`, ...).
+"""Figures drawn by the course itself: one module per chapter (`dl4nlp.figures.rnn`, ...).
 
 Every figure function returns a `matplotlib.figure.Figure` built without pyplot,
 so drawing one registers nothing global and needs no `plt.close`. A book page

@@ -3,7 +3,9 @@ cells with their gates, a bidirectional layer, and sequence classification with 
 
 Each function returns a new `matplotlib.figure.Figure`; the chapter page draws them
 in hidden cells and gives the caption and alt text. The symbols match the equations
-of `dl4nlp.rnn` (gates i, f, g, o for the LSTM and r, z, n for the GRU).
+of `dl4nlp.rnn` (gates i, f, g, o for the LSTM and r, z, n for the GRU). Every figure
+function is named `<thing>_figure`, so that none shares a name with a graded function
+of `dl4nlp.rnn`: `lstm_cell_figure()` draws what `dl4nlp.rnn.lstm_cell` computes.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Sequence
 
 from matplotlib.figure import Figure
 
-from dl4nlp.diagrams import COLORS, FONT_SIZE, INK, MUTED, arrow, box, canvas, dot, frame, label, operator, path
+from dl4nlp.figures import COLORS, FONT_SIZE, INK, MUTED, arrow, box, canvas, dot, frame, label, operator, path
 
 FORWARD_EDGE = COLORS["hidden"][1]
 BACKWARD_EDGE = COLORS["backward"][1]
@@ -28,7 +30,7 @@ def _h(t: int | str) -> str:
     return rf"$\mathbf{{h}}_{{{t}}}$"
 
 
-def unit_comparison() -> Figure:
+def unit_comparison_figure() -> Figure:
     """What goes in and out of one step of a feedforward, a vanilla RNN, an LSTM and a GRU unit."""
     figure, ax = canvas(19.6, 5.6, inches_per_unit=0.43)
     c_prev, c_next = r"$\mathbf{c}_{t-1}$", r"$\mathbf{c}_t$"
@@ -54,7 +56,7 @@ def unit_comparison() -> Figure:
     return figure
 
 
-def unrolled_rnn(words: Sequence[str] = ("the", "film", "was", "great")) -> Figure:
+def unrolled_rnn_figure(words: Sequence[str] = ("the", "film", "was", "great")) -> Figure:
     """The single-unit RNN layer: folded with its recurrent loop, and unrolled over the words."""
     figure, ax = canvas(16, 5.8, inches_per_unit=0.55)
     # Folded: one cell whose output loops back as its own input at the next step.
@@ -90,7 +92,7 @@ def unrolled_rnn(words: Sequence[str] = ("the", "film", "was", "great")) -> Figu
     return figure
 
 
-def lstm_cell() -> Figure:
+def lstm_cell_figure() -> Figure:
     """The LSTM cell: the cell state c runs along the top; forget, add and output gates below."""
     figure, ax = canvas(13, 7.4, inches_per_unit=0.55)
     frame(ax, (1.3, 0.75), 9.9, 5.75, title="LSTM cell")
@@ -144,7 +146,7 @@ def lstm_cell() -> Figure:
     return figure
 
 
-def gru_cell() -> Figure:
+def gru_cell_figure() -> Figure:
     """The GRU cell: one state h along the top; reset and update gates below."""
     figure, ax = canvas(13, 7.4, inches_per_unit=0.55)
     frame(ax, (1.3, 0.75), 9.9, 5.75, title="GRU cell")
@@ -212,7 +214,7 @@ def _bidirectional_rows(ax, words: Sequence[str], columns: Sequence[float], y_fo
               zorder=2.5)
 
 
-def bidirectional_rnn(words: Sequence[str] = ("not", "a", "bad", "film")) -> Figure:
+def bidirectional_rnn_figure(words: Sequence[str] = ("not", "a", "bad", "film")) -> Figure:
     """A bidirectional RNN: a forward and a backward layer read the same inputs; each step's
     output joins both directions' states."""
     figure, ax = canvas(13, 8.4, inches_per_unit=0.55)
@@ -235,7 +237,7 @@ def bidirectional_rnn(words: Sequence[str] = ("not", "a", "bad", "film")) -> Fig
     return figure
 
 
-def bidirectional_classifier(words: Sequence[str] = ("the", "film", "was", "not", "bad")) -> Figure:
+def bidirectional_classifier_figure(words: Sequence[str] = ("the", "film", "was", "not", "bad")) -> Figure:
     """Sequence classification: the forward final state (after the last word) and the backward final
     state (after reading back to the first word) are joined and fed to a linear layer and a softmax."""
     figure, ax = canvas(14.5, 10.2, inches_per_unit=0.5)
@@ -268,6 +270,6 @@ def bidirectional_classifier(words: Sequence[str] = ("the", "film", "was", "not"
     return figure
 
 
-FIGURES = {"unit_comparison": unit_comparison, "unrolled_rnn": unrolled_rnn, "lstm_cell": lstm_cell,
-           "gru_cell": gru_cell, "bidirectional_rnn": bidirectional_rnn,
-           "bidirectional_classifier": bidirectional_classifier}
+FIGURES = {function.__name__: function for function in (
+    unit_comparison_figure, unrolled_rnn_figure, lstm_cell_figure, gru_cell_figure, bidirectional_rnn_figure,
+    bidirectional_classifier_figure)}

@@ -19,31 +19,31 @@ from matplotlib.text import Text
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-import dl4nlp.diagrams  # noqa: E402
+import dl4nlp.figures  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # Words each figure must show (case-insensitive substrings of its texts). A new figure
 # function fails `test_every_figure_has_expected_labels` until it is listed here.
 EXPECTED_LABELS = {
-    "rnn.unit_comparison": ["feedforward", "vanilla RNN", "LSTM", "GRU", "c}_{t-1}"],
-    "rnn.unrolled_rnn": ["RNN", "h}_{0}", "x}_{1}", "same weights"],
-    "rnn.lstm_cell": ["forget", "add", "output", "candidate", "tanh", "c}_{t-1}", "h}_{t-1}"],
-    "rnn.gru_cell": ["reset", "update", "candidate", "tanh", "1−", "h}_{t-1}"],
-    "rnn.bidirectional_rnn": ["forward", "backward", "overrightarrow", "overleftarrow", "y}_{1}"],
-    "rnn.bidirectional_classifier": ["linear", "softmax", "last word", "first word", "P(positive)"],
+    "rnn.unit_comparison_figure": ["feedforward", "vanilla RNN", "LSTM", "GRU", "c}_{t-1}"],
+    "rnn.unrolled_rnn_figure": ["RNN", "h}_{0}", "x}_{1}", "same weights"],
+    "rnn.lstm_cell_figure": ["forget", "add", "output", "candidate", "tanh", "c}_{t-1}", "h}_{t-1}"],
+    "rnn.gru_cell_figure": ["reset", "update", "candidate", "tanh", "1−", "h}_{t-1}"],
+    "rnn.bidirectional_rnn_figure": ["forward", "backward", "overrightarrow", "overleftarrow", "y}_{1}"],
+    "rnn.bidirectional_classifier_figure": ["linear", "softmax", "last word", "first word", "P(positive)"],
 }
 MIN_ARTISTS = 15  # patches + texts: a figure with fewer has lost its content
 
 
 def _chapter_modules() -> list[str]:
-    return [name for _, name, _ in pkgutil.iter_modules(dl4nlp.diagrams.__path__)]
+    return [name for _, name, _ in pkgutil.iter_modules(dl4nlp.figures.__path__)]
 
 
 def _figure_functions() -> dict[str, object]:
     functions = {}
     for module_name in _chapter_modules():
-        module = importlib.import_module(f"dl4nlp.diagrams.{module_name}")
+        module = importlib.import_module(f"dl4nlp.figures.{module_name}")
         for name, function in inspect.getmembers(module, inspect.isfunction):
             if function.__module__ == module.__name__ and not name.startswith("_"):
                 functions[f"{module_name}.{name}"] = function
@@ -57,8 +57,25 @@ def _texts(figure: Figure) -> list[str]:
     return [artist.get_text() for artist in figure.findobj(Text) if artist.get_text()]
 
 
+def test_figure_functions_are_named_apart_from_the_chapters_functions() -> None:
+    """A figure function ends with `_figure` and never shares a name with a function of its chapter
+    module: a student who pastes the book's `lstm_cell_figure()` call must not look like calling
+    the reference `lstm_cell`."""
+    for module_name in _chapter_modules():
+        chapter = importlib.import_module(f"dl4nlp.{module_name}")
+        chapter_functions = {name for name, function in inspect.getmembers(chapter, callable)
+                             if not name.startswith("_") and getattr(function, "__module__", None) == chapter.__name__}
+        assert chapter_functions, f"dl4nlp.{module_name} defines no public functions"
+        figures = [name.split(".", 1)[1] for name in FUNCTIONS if name.startswith(f"{module_name}.")]
+        assert figures, f"dl4nlp.figures.{module_name} defines no figure functions"
+        for name in figures:
+            assert name.endswith("_figure"), f"dl4nlp.figures.{module_name}.{name}: name it <thing>_figure"
+            assert name not in chapter_functions, \
+                f"dl4nlp.figures.{module_name}.{name} shadows dl4nlp.{module_name}.{name}"
+
+
 def test_there_are_figures() -> None:
-    assert "rnn.lstm_cell" in FUNCTIONS and len(FUNCTIONS) >= 5
+    assert "rnn.lstm_cell_figure" in FUNCTIONS and len(FUNCTIONS) >= 5
 
 
 def test_every_figure_has_expected_labels() -> None:
@@ -93,7 +110,7 @@ def test_figure_is_complete(name: str) -> None:
 
 def test_figure_functions_are_deterministic() -> None:
     """Same call, same drawing: no random layout that would change the book between builds."""
-    first, second = FUNCTIONS["rnn.lstm_cell"](), FUNCTIONS["rnn.lstm_cell"]()
+    first, second = FUNCTIONS["rnn.lstm_cell_figure"](), FUNCTIONS["rnn.lstm_cell_figure"]()
     assert _texts(first) == _texts(second)
     assert [p.get_extents().bounds for p in first.axes[0].patches] == \
         [p.get_extents().bounds for p in second.axes[0].patches]
@@ -103,14 +120,14 @@ def test_figure_functions_are_deterministic() -> None:
 
 BOOK_NOTEBOOKS = sorted((ROOT / "book").glob("**/*.ipynb"))
 NUMREF = re.compile(r"\{numref\}`(?:[^`<]*<)?([\w-]+)>?`")
-DIAGRAM_CALL = re.compile(r"diagrams(?:\.\w+)+\(")  # rnn_diagrams.lstm_cell(), dl4nlp.diagrams.rnn.gru_cell()
+FIGURE_CALL = re.compile(r"figures(?:\.\w+)+\(")  # rnn_figures.lstm_cell_figure(), dl4nlp.figures.rnn.gru_cell_figure()
 
 
 def _figure_cells(path: Path) -> list[nbformat.NotebookNode]:
-    """Code cells that draw a course diagram or carry a figure caption."""
+    """Code cells that draw a course figure or carry a figure caption."""
     notebook = nbformat.read(path, as_version=4)
     return [cell for cell in notebook.cells if cell.cell_type == "code"
-            and ("figure" in cell.metadata.get("mystnb", {}) or DIAGRAM_CALL.search(cell.source))]
+            and ("figure" in cell.metadata.get("mystnb", {}) or FIGURE_CALL.search(cell.source))]
 
 
 def test_book_has_notebook_pages() -> None:
@@ -124,7 +141,7 @@ def test_figure_cells_have_caption_name_and_alt_text(path: Path) -> None:
     referenced = set(NUMREF.findall(text))
     for cell in _figure_cells(path):
         where = f"{path.name}, cell {cell.get('id', '?')} ({cell.source.strip()[:40]!r})"
-        if DIAGRAM_CALL.search(cell.source):  # the drawing code is not the lesson: hide it
+        if FIGURE_CALL.search(cell.source):  # the drawing code is not the lesson: hide it
             assert "remove-input" in cell.metadata.get("tags", []), f"{where}: tag it remove-input"
         figure = cell.metadata.get("mystnb", {}).get("figure", {})
         image = cell.metadata.get("mystnb", {}).get("image", {})
