@@ -69,6 +69,28 @@ def test_every_assignment_is_released_with_exercises_and_a_test_cell_per_part(as
                for name, points in parts.items())
 
 
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_every_part_states_its_rules_and_points_live_in_one_place(assignment):
+    """Right before each solution cell, a rules cell rendered from the exercises (points, forbidden calls,
+    typical bugs), in the instructor and the student notebook; no other markdown cell states points."""
+    import re
+
+    exercises_ = exercises.load(assignment)
+    for folder in ("solutions", "assignments"):
+        notebook = read(next((ROOT / folder / assignment).glob("*.ipynb")))
+        for part in exercises_.parts:
+            index = solution_index(notebook, part.name)
+            rules = notebook.cells[index - 1]
+            assert f"dl4nlp-rules-{part.name}" in rules.metadata.get("tags", []), f"{folder}: {part.name}"
+            assert f"({part.points:g} points)" in rules.source or f"({part.points:g} point)" in rules.source
+            assert all(f"`{call}`" in rules.source for call in part.forbidden)
+            assert all(bug in rules.source for bug in part.bugs)
+        stated = [cell.source for cell in notebook.cells if cell.cell_type == "markdown"
+                  and not any(tag.startswith("dl4nlp-rules-") for tag in cell.metadata.get("tags", []))
+                  and re.search(r"\d+ points?\b", cell.source)]
+        assert not stated, f"{folder}: points are written in the exercises (and rendered by sync), not here: {stated}"
+
+
 @pytest.mark.parametrize("path", SOLUTIONS, ids=ids(SOLUTIONS))
 def test_solution_cells_are_the_package_code(path):
     notebook = nbformat.read(path, as_version=4)

@@ -223,6 +223,19 @@ def test_load_sentiment_converts_label_names(tmp_path: Path, hf_cache: Path) -> 
     assert loaded["validation"]["label"][:] == [1, 0]
 
 
+def test_label_names_in_a_large_string_column_convert(tmp_path: Path, hf_cache: Path) -> None:
+    """pandas 3 gives CSV text columns as large_string, which datasets 4.0 (Colab's) cannot cast to labels."""
+    import datasets
+    import pyarrow as pa
+
+    from dl4nlp.data.sentiment import _to_sst2_schema
+
+    table = pa.table({"sentence": pa.array(["Not bad.", "Bad.", "Fine."], pa.large_string()),
+                      "label": pa.array(["positive", "negative", "positive"], pa.large_string())})
+    split = _to_sst2_schema(datasets.Dataset(table), "train")
+    assert split.features == SENTIMENT_FEATURES and split["label"][:] == [1, 0, 1]
+
+
 def test_load_sentiment_holds_out_validation_when_the_source_has_none(tmp_path: Path, hf_cache: Path) -> None:
     folder = tmp_path / "only-train"
     folder.mkdir()

@@ -227,13 +227,14 @@ def _to_sst2_schema(split: datasets.Dataset, name: str) -> datasets.Dataset:
     split = split.select_columns(["idx", "sentence", "label"])
     if split.features == SENTIMENT_FEATURES:
         return split
-    if split.features["label"].dtype in ("string", "large_string"):
-        bad = sorted(set(split["label"]) - set(LABEL_NAMES))  # the cast turns names into 0 and 1
-    else:
-        bad = sorted(set(split["label"]) - {-1, 0, 1})
+    named = split.features["label"].dtype in ("string", "large_string")
+    bad = sorted(set(split["label"]) - (set(LABEL_NAMES) if named else {-1, 0, 1}))
     if bad:
         raise ValueError(f"the {name!r} split has labels {bad[:5]}; expected 0 (negative), 1 (positive), "
                          f"-1 (unlabelled) or the names {list(LABEL_NAMES)}")
+    if named:  # names to numbers here: datasets 4.0 cannot cast a large_string column (pandas 3's CSVs) to labels
+        split = split.map(lambda batch: {"label": [LABEL_NAMES.index(label) for label in batch["label"]]},
+                          batched=True, features=datasets.Features({**split.features, "label": datasets.Value("int64")}))
     return split.cast(SENTIMENT_FEATURES)
 
 
