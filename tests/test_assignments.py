@@ -154,7 +154,8 @@ def test_release_changes_nothing(assignment, tmp_path):
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_student_stubs_keep_signature_and_docstring(assignment):
+def test_student_stubs_keep_decorators_signature_and_docstring(assignment):
+    """A stub keeps its @shapes line (wrong shapes still get the message), its signature and its docstring."""
     for path in (ROOT / "assignments" / assignment).glob("*.ipynb"):
         student = nbformat.read(path, as_version=4)
         functions = graded_functions(ROOT / "solutions" / assignment / path.name, ROOT)
@@ -165,6 +166,7 @@ def test_student_stubs_keep_signature_and_docstring(assignment):
             reference = ast.parse(textwrap.dedent(inspect.getsource(functions[name]))).body[0]
             assert ast.dump(stub.args) == ast.dump(reference.args) and ast.dump(stub.returns) == ast.dump(reference.returns)
             assert ast.get_docstring(stub) == ast.get_docstring(reference)
+            assert [ast.dump(d) for d in stub.decorator_list] == [ast.dump(d) for d in reference.decorator_list], name
             assert "raise NotImplementedError()" in cell.source and BEGIN not in cell.source
             body_lines = strip_solution_markers(solution_cell_source(functions[name])).splitlines()
             hidden = body_lines[-3:]  # the end of the answer never reaches students
