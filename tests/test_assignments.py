@@ -29,6 +29,8 @@ from dl4nlp.instructor.release import assignments, release
 from dl4nlp.instructor.sync import (BEGIN, END, course_markdown, course_notebooks, graded_functions, repository,
                                     solution_cell_source, strip_solution_markers, sync_markdown, sync_notebook)
 
+pytestmark = pytest.mark.instructor  # needs the instructor tools: not run by the Colab check
+
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = assignments(ROOT)
 SOLUTIONS = sorted(ROOT.glob("solutions/*/*.ipynb"))

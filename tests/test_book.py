@@ -14,6 +14,8 @@ import yaml
 
 from dl4nlp.instructor.book import build_book
 
+pytestmark = pytest.mark.instructor  # needs the instructor tools: not run by the Colab check
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -57,6 +57,8 @@ from dl4nlp.instructor.autograde.rubric import Rubric, load_rubric
 from dl4nlp.instructor.autograde.sandbox import Limits, Sandbox
 from dl4nlp.instructor.release import assignments
 
+pytestmark = pytest.mark.instructor  # needs the instructor tools: not run by the Colab check
+
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = [a for a in assignments(ROOT) if (ROOT / "assignments" / a).is_dir()]
 ASSIGNMENT_UNDER_TEST = ASSIGNMENTS[0] if ASSIGNMENTS else "rnn"

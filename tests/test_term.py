@@ -26,6 +26,8 @@ from dl4nlp.instructor import gradebook
 from dl4nlp.instructor.cli import main
 from dl4nlp.instructor.gradebook import GradebookError, GradeRow
 
+pytestmark = pytest.mark.instructor  # needs the instructor tools: not run by the Colab check
+
 ROOT = Path(__file__).resolve().parent.parent
 HONEST = ROOT / "solutions" / "rnn" / "rnn.ipynb"
 UNTOUCHED = ROOT / "assignments" / "rnn" / "rnn.ipynb"
