@@ -351,17 +351,24 @@ def nested(kit: Kit, student: str) -> Expect:
 # contained
 
 
+def _defined_before(kit: Kit, position: int) -> float:
+    """Points of the parts whose solution cells come before `position` in the instructor notebook."""
+    return sum(points for part, points in kit.rubric.points.items() if solution_index(kit.solution, part) < position)
+
+
 @scenario()
 def infinite_loop(kit: Kit, student: str) -> Expect:
-    kit.submit(student, insert(kit.solution, "while True:\n    pass"))
-    return Expect(0, "timeout", ("timeout",))
+    position = solution_index(kit.solution) + 1
+    kit.submit(student, insert(kit.solution, "while True:\n    pass", position))
+    return Expect(_defined_before(kit, position), "timeout", ("timeout", f"cell {position + 1}", "stopped the run"))
 
 
 @scenario()
 def loop_ignores_alarm(kit: Kit, student: str) -> Expect:
     ignore = "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass"
-    kit.submit(student, insert(kit.solution, ignore))
-    return Expect(0, "timeout", ("timeout",))
+    position = solution_index(kit.solution) + 1
+    kit.submit(student, insert(kit.solution, ignore, position))
+    return Expect(_defined_before(kit, position), "timeout", ("timeout", f"cell {position + 1}"))
 
 
 @scenario()
@@ -396,6 +403,92 @@ def memory_bomb(kit: Kit, student: str) -> Expect:
 def fork_bomb(kit: Kit, student: str) -> Expect:
     kit.submit(student, insert(kit.solution, "import os\nwhile True:\n    os.fork()"))
     return Expect(0, "processes", ("processes",))
+
+
+# one notebook never costs a classmate a grade
+
+
+@scenario()
+def deep_directory_tree(kit: Kit, student: str) -> Expect:
+    deep = "import os\nfor _ in range(1500):\n    os.mkdir('d')\n    os.chdir('d')"
+    kit.submit(student, insert(kit.solution, deep))
+    return Expect(kit.total, "graded")  # and every submission graded after it in the same worker too
+
+
+@scenario()
+def detached_process(kit: Kit, student: str) -> Expect:
+    """A daemon (double fork, setsid) that would kill later submissions' processes, were it left running."""
+    daemon = textwrap.dedent("""\
+        import os, signal, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                time.sleep(3)
+                for _ in range(200):
+                    try:
+                        os.kill(-1, signal.SIGKILL)
+                    except OSError:
+                        pass
+                    time.sleep(0.1)
+            os._exit(0)
+        os.wait()
+        """)
+    kit.submit(student, insert(kit.solution, daemon))
+    return Expect(kit.total, "graded")
+
+
+@scenario()
+def leak_cases(kit: Kit, student: str) -> Expect:
+    """Every graded function sends the grader's cases back as text: a forged result and an exception."""
+    leak = "import json, os\n" + "\n".join(textwrap.dedent(f"""\
+        def {name}(*args, **kwargs):
+            text = "LEAKED " + repr(args)[:5000]
+            for fd in range(3, 64):
+                try:
+                    os.write(fd, (json.dumps({{"event": "part", "phase": "end", "name": {name!r},
+                                               "problem": text}}) + "\\n").encode())
+                except OSError:
+                    pass
+            raise ValueError(text)
+        """) for name in kit.parts)
+    kit.submit(student, append(kit.released, leak))
+    return Expect(0, "graded")
+
+
+@scenario()
+def sparse_notebook(kit: Kit, student: str) -> Expect:
+    path = kit.submit(student, kit.solution)
+    os.truncate(path, 4 * 2**30)  # 4 GB on paper, nothing on disk
+    return Expect(0, "invalid", ("larger than",))
+
+
+@scenario()
+def huge_cell(kit: Kit, student: str) -> Expect:
+    data = colab(kit.solution)
+    data["cells"].insert(1, {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                             "source": "x = 1\n" * 5_500_000})  # 33 MB in one cell
+    kit.submit(student, json.dumps(data).encode())
+    return Expect(0, "invalid", ("characters",))
+
+
+@scenario()
+def jupyter_syntax(kit: Kit, student: str) -> Expect:
+    """What runs in Jupyter runs here: a scripted graded function, %%writefile, `x = !ls`."""
+    first = kit.parts[0]
+    signature = ", ".join(f"{a}: torch.Tensor" for a in ("x", "h", "weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    scripted = textwrap.dedent(f"""\
+        files = !ls
+        import torch
+        import helper
+        assert helper.ONE == 1 and files == []
+
+        @torch.jit.script
+        def {first}({signature}) -> torch.Tensor:
+            return torch.tanh(x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh)
+        """)
+    notebook = append(append(append(kit.solution, f"del {first}"), "%%writefile helper.py\nONE = 1"), scripted)
+    kit.submit(student, notebook)
+    return Expect(kit.total, "graded")
 
 
 # one row per entry, whatever it holds
@@ -508,6 +601,17 @@ def test_every_entry_gets_a_feedback_page_that_hides_the_cases(suite):
         pytest.skip("the duplicate-ids scenario was not graded")
     page = (suite.feedback / "duplicate-ids.html").read_text()
     assert "0 / " in page and "hidden case" in page and not re.search(r"on case \d", page)  # --hide-cases
+
+
+@pytest.mark.slow
+def test_feedback_that_hides_the_cases_shows_no_text_a_graded_function_made(suite):
+    if "leak-cases" not in suite.expect:
+        pytest.skip("the leak-cases scenario was not graded")
+    from dl4nlp.instructor.feedback import file_name
+
+    page = (suite.feedback / file_name("leak-cases")).read_text()
+    assert "LEAKED" not in page and "hidden case" in page
+    assert "LEAKED" in suite.grades["leak-cases"]["detail"]  # the instructor's CSV keeps the message
 
 
 # --- the checks themselves (in process) -------------------------------------------------------
@@ -694,7 +798,8 @@ def test_the_csv_holds_one_plain_row_per_report(tmp_path):
     with path.open() as handle:
         read_back = list(csv.DictReader(handle))
     assert [r["student"] for r in read_back] == ["'=HYPERLINK(\"x\")", "bob"]
-    assert read_back[0]["detail"] == "line break, \"quotes\"  and tabs" and read_back[1]["detail"] == "'-1 points?"
+    assert read_back[0]["detail"] == "line\\nbreak, \"quotes\"\\x00 and\\ttabs"  # escaped, so never ambiguous
+    assert read_back[1]["detail"] == "'-1 points?"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grades.csv"]  # no temporary file left behind
 
 
@@ -746,3 +851,180 @@ def test_the_selfcheck_needs_no_instructor_tools():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "13/13 points so far" in result.stdout
+
+
+# --- one notebook never costs a classmate a grade (fast, no sandbox) --------------------------------
+
+
+def test_a_job_folder_of_any_depth_and_permissions_is_removed(tmp_path):
+    from dl4nlp.instructor.autograde.harness import remove_tree
+
+    top = tmp_path / "job-1"
+    top.mkdir()
+    descriptor = os.open(top, os.O_RDONLY)
+    for _ in range(3000):  # deeper than PATH_MAX allows to name, and than the recursion limit
+        os.mkdir("d", dir_fd=descriptor)
+        inner = os.open("d", os.O_RDONLY, dir_fd=descriptor)
+        os.close(descriptor)
+        descriptor = inner
+    os.close(descriptor)
+    (top / "locked").mkdir()
+    (top / "locked" / "file").write_text("x")
+    (top / "locked").chmod(0)
+    (top / "link").symlink_to(tmp_path)
+    remove_tree(top)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_detached_process_does_not_outlive_its_submission():
+    """As the zygote does when grading as an ordinary user: a daemon (double fork, setsid) is found and killed."""
+    script = textwrap.dedent("""\
+        import os, sys, time
+        from dl4nlp.instructor.autograde.harness import _become_subreaper, kill_descendants
+        assert _become_subreaper()
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.setsid()
+                os.write(write, str(os.getpid()).encode())
+                while True:
+                    time.sleep(1)
+            os._exit(0)
+        os.waitpid(child, 0)
+        daemon = int(os.read(read, 32))
+        assert os.path.exists(f"/proc/{daemon}")
+        assert kill_descendants()
+        state = open(f"/proc/{daemon}/stat").read().split(") ")[1][0] if os.path.exists(f"/proc/{daemon}") else "gone"
+        print(state)
+        """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "gone"
+
+
+def test_cases_depend_on_the_notebook_itself():
+    from types import SimpleNamespace
+
+    from dl4nlp.instructor.autograde.grader import Grader
+
+    grader = SimpleNamespace(secret="s", rubric=SimpleNamespace(assignment="rnn"))
+    part = exercises.load("rnn").parts[0]
+    first, second = (part.cases(exercises.generator(*Grader._seed_words(grader, "alice", part.name, content)))
+                     for content in ("one notebook", "another"))
+    assert not torch.equal(first[0].args[0], second[0].args[0])
+
+
+def test_a_summary_shows_no_text_from_a_graded_call():
+    from dl4nlp.instructor.autograde.grader import _hidden_problem, _hide_messages
+
+    part = exercises.load("rnn").parts[0]
+    cases = part.cases(exercises.generator("leak", part.name))
+    expected = _outcomes(part, cases, part.reference())
+    leaked = [exercises.Outcome(error=f"ValueError: {case.args[0].tolist()}") for case in cases]
+    verdict = _hide_messages(exercises.judge(part, cases, expected, leaked), part, cases, expected, leaked)
+    assert str(cases[0].args[0].tolist()[0][0])[:6] in verdict.message
+    assert "ValueError" in verdict.summary and "[" not in verdict.summary
+    forged = {"problem": "SECRET " * 1000}
+    assert "SECRET" not in _hidden_problem(part.name, forged)
+    assert _hidden_problem(part.name, {"problem": f"{part.name} is not defined"}) == f"{part.name} is not defined"
+
+
+def test_the_report_channel_is_bounded_and_keeps_the_first_result(tmp_path):
+    from dl4nlp.instructor.autograde.sandbox import MAX_EVENT_BYTES, _EventReader
+
+    read, write = os.pipe()
+    released = []
+    reader = _EventReader(read, 8 * MAX_EVENT_BYTES, on_cases=lambda: released.append(True))
+    lines = [{"event": "cell", "phase": "end", "index": 1, "status": "ok"},
+             {"event": "part", "phase": "end", "name": "f", "outputs": "first"},
+             {"event": "part", "phase": "end", "name": "f", "outputs": "second"},
+             {"event": "cases"},
+             {"event": "cell", "phase": "end", "index": 2, "status": "error", "error": "after the cases"},
+             {"event": "unknown"}]
+    with os.fdopen(write, "wb") as stream:
+        stream.write(b"".join(json.dumps(line).encode() + b"\n" for line in lines))
+        stream.write(b'{"event": "part", "phase": "end", "name": "g", "problem": "' + b"x" * (MAX_EVENT_BYTES + 10)
+                     + b'"}\n')
+        stream.write(b'{"event": "done"}\n')
+    reader.join(30)
+    assert released == [True]
+    assert [e.get("outputs") for e in reader.events if e["event"] == "part"] == ["first"]  # g's line was too long
+    assert [e["index"] for e in reader.events if e["event"] == "cell"] == [1]
+    assert reader.events[-1] == {"event": "done"}
+
+    read, write = os.pipe()
+    reader = _EventReader(read, 2**20)
+    try:
+        for _ in range(2**20):
+            os.write(write, b"{}\n" * 4096)  # a flood: the reader stops and closes the channel
+    except BrokenPipeError:
+        pass
+    finally:
+        os.close(write)
+    reader.join(30)
+    assert reader.events == [{"event": "overflow"}]
+
+
+def test_feedback_pages_are_unique_per_exact_name(tmp_path):
+    from dl4nlp.instructor.autograde.grader import Report
+    from dl4nlp.instructor.feedback import file_name, write_feedback
+
+    names = ["alice", "a b", "a_b", "Zo\u00eb", "Zo\u00e9", "Bob", "bob", "x" * 255, "bell\x07", "bell ", "..", "~"]
+    pages = [file_name(name) for name in names]
+    assert len({page.lower() for page in pages}) == len(names)
+    assert file_name("alice") == "alice.html" and all(len(page.encode()) < 200 for page in pages)
+    written, problems = write_feedback([Report(name, "rnn", 13.0) for name in names], tmp_path / "pages")
+    assert len(written) == len(names) and not problems
+    assert "bell\\x07" in (tmp_path / "pages" / file_name("bell\x07")).read_text()
+
+
+def test_a_page_that_cannot_be_written_costs_only_that_page(tmp_path, monkeypatch):
+    from dl4nlp.instructor import feedback
+    from dl4nlp.instructor.autograde.grader import Report
+
+    monkeypatch.setattr(feedback, "file_name", lambda student: ("y" * 300 if student == "long" else student) + ".html")
+    written, problems = feedback.write_feedback([Report(n, "rnn", 13.0) for n in ("a", "long", "b")], tmp_path)
+    assert [page.name for page in written] == ["a.html", "b.html"] and "long" in problems[0]
+
+
+def test_huge_or_sparse_notebooks_are_refused_before_they_are_read(tmp_path):
+    from dl4nlp.instructor.autograde.grader import read_bounded
+    from dl4nlp.instructor.autograde.submission import InvalidSubmission
+
+    sparse = tmp_path / "rnn.ipynb"
+    sparse.touch()
+    os.truncate(sparse, 4 * 2**30)
+    with pytest.raises(InvalidSubmission, match="larger than"):
+        read_bounded(sparse)
+
+
+def test_the_reader_process_parses_with_bounded_memory():
+    from dl4nlp.instructor.autograde.submission import InvalidSubmission, LimitedReader
+
+    notebook = colab(read(ROOT / "solutions" / "rnn" / "rnn.ipynb"))
+    reader = LimitedReader(ROOT, "rnn")
+    try:
+        submission = reader.read(json.dumps(notebook).encode(), "rnn.ipynb")
+        assert {name for cell in submission.cells for name in cell.defines} >= {"rnn_cell", "lstm_cell"}
+        assert submission.uses == {}
+        notebook["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "source": "x = 1\n" * 10**5})
+        with pytest.raises(InvalidSubmission, match="characters"):
+            reader.read(json.dumps(notebook).encode(), "rnn.ipynb")
+        with open(f"/proc/{reader._process.pid}/limits") as limits:
+            assert re.search(r"Max address space\s+\d+", limits.read())
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize(("cell", "python"), [
+    ("files = !ls", "files = []  # files = !ls"),
+    ("%time y = 2", "y = 2"),
+    ("%%writefile helper.py\nONE = 1", "with open('helper.py', 'w') as _writefile:\n    _writefile.write('ONE = 1\\n')"),
+    ("%%bash\necho hi", None),
+])
+def test_ipython_syntax_runs_as_in_jupyter(cell, python):
+    from dl4nlp.instructor.autograde.submission import python_source
+
+    assert python_source(cell) == python
