@@ -34,8 +34,10 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -415,25 +417,38 @@ def deep_directory_tree(kit: Kit, student: str) -> Expect:
     return Expect(kit.total, "graded")  # and every submission graded after it in the same worker too
 
 
+DAEMON = textwrap.dedent("""\
+    import os, signal, time
+    main, zygote = os.getpid(), os.getppid()
+    def parent_and_state(pid):
+        try:
+            state, parent = open(f"/proc/{pid}/stat").read().rsplit(") ", 1)[1].split()[:2]
+            return int(parent), state
+        except (OSError, ValueError):
+            return None, "gone"
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:  # detached: its own session, and soon an orphan
+            while parent_and_state(main)[1] not in ("Z", "gone"):
+                time.sleep(0.05)
+            time.sleep(1)  # the submission is over: now kill the later submissions of this zygote
+            for _ in range(300):  # never kill(-1): only what this grading's zygote started
+                for entry in os.listdir("/proc"):
+                    if entry.isdigit() and int(entry) != os.getpid() and parent_and_state(entry)[0] == zygote:
+                        try:
+                            os.kill(int(entry), signal.SIGKILL)
+                        except OSError:
+                            pass
+                time.sleep(0.1)
+        os._exit(0)
+    os.wait()
+    """)
+
+
 @scenario()
 def detached_process(kit: Kit, student: str) -> Expect:
-    """A daemon (double fork, setsid) that would kill later submissions' processes, were it left running."""
-    daemon = textwrap.dedent("""\
-        import os, signal, time
-        if os.fork() == 0:
-            os.setsid()
-            if os.fork() == 0:
-                time.sleep(3)
-                for _ in range(200):
-                    try:
-                        os.kill(-1, signal.SIGKILL)
-                    except OSError:
-                        pass
-                    time.sleep(0.1)
-            os._exit(0)
-        os.wait()
-        """)
-    kit.submit(student, insert(kit.solution, daemon))
+    """A daemon (double fork, setsid) that kills later submissions' processes, were it left running."""
+    kit.submit(student, insert(kit.solution, DAEMON))
     return Expect(kit.total, "graded")
 
 
@@ -1028,3 +1043,61 @@ def test_ipython_syntax_runs_as_in_jupyter(cell, python):
     from dl4nlp.instructor.autograde.submission import python_source
 
     assert python_source(cell) == python
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to become an ordinary user")
+def test_graded_as_an_ordinary_user_a_detached_process_dies_with_its_submission():
+    """The usual laptop: no user id per submission, so one worker runs them one after another.
+
+    A daemon left by the first submission would kill the zygote and every later submission.
+    """
+    become = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    probe = subprocess.run([*become, sys.executable, "-c", "import subprocess, sys\n"
+                            "subprocess.run([sys.executable, '-c', 'pass'], check=True)"], capture_output=True, cwd="/")
+    if probe.returncode != 0:
+        pytest.skip(f"an ordinary user cannot run {sys.executable} here (is it under a private folder?)")
+    folder = Path(tempfile.mkdtemp(prefix="dl4nlp-ordinary-user-"))
+    try:
+        solution = read(ROOT / "solutions" / "rnn" / "rnn.ipynb")
+        write_submission(folder / "submissions", "a-daemon", insert(solution, DAEMON), "rnn.ipynb")
+        for student in ("b-honest", "c-honest"):
+            write_submission(folder / "submissions", student, solution, "rnn.ipynb")
+        subprocess.run(["chown", "-R", "65534:65534", str(folder)], check=True)
+        environment = {**os.environ, "HOME": str(folder), "DL4NLP_GRADING_SECRET": "ordinary"}
+        command = [*become, sys.executable, "-m", "dl4nlp",
+                   "autograde", "rnn", str(folder / "submissions"), "--out", str(folder / "grades.csv"),
+                   "--jobs", "1", "--cell-timeout", "30"]
+        result = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr[-3000:]
+        with (folder / "grades.csv").open() as handle:
+            rows = {row["student"]: row for row in csv.DictReader(handle)}
+        graded = {name: (row["score"], row["status"]) for name, row in rows.items()}
+        expected = {name: ("13.0", "graded") for name in ("a-daemon", "b-honest", "c-honest")}
+        assert graded == expected, [row["detail"] for row in rows.values()]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_without_a_user_id_per_submission_a_detached_process_dies_with_its_submission(tmp_path):
+    """The same, on any machine: the grader told that it cannot give each submission a user id."""
+    solution = read(ROOT / "solutions" / "rnn" / "rnn.ipynb")
+    write_submission(tmp_path / "submissions", "a-daemon", insert(solution, DAEMON), "rnn.ipynb")
+    for student in ("b-honest", "c-honest"):
+        write_submission(tmp_path / "submissions", student, solution, "rnn.ipynb")
+    script = textwrap.dedent(f"""\
+        from pathlib import Path
+        from dl4nlp.instructor.autograde import grader, sandbox
+        sandbox.Sandbox.drops_user = property(lambda self: False)  # as for an ordinary user: one job per zygote
+        graded = grader.grade_folder(Path({str(ROOT)!r}), "rnn", Path({str(tmp_path / "submissions")!r}), jobs=1,
+                                     limits=sandbox.Limits(cell_timeout=30))
+        for report in graded.reports:
+            print(report.student, report.score, report.status, report.detail()[:300])
+        """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "DL4NLP_GRADING_SECRET": "no-user-ids"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert [line.split()[:3] for line in lines] == [[name, "13.0", "graded"] for name in
+                                                   ("a-daemon", "b-honest", "c-honest")], lines
