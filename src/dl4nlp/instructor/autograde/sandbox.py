@@ -153,7 +153,7 @@ class Sandbox:
         """Folders Python needs: its installation, the environment, and sys.path entries outside private folders."""
         candidates = [Path(sys.base_prefix), Path(sys.prefix), Path(sysconfig.get_paths()["stdlib"])]
         candidates += [Path(entry) for entry in sys.path if entry and Path(entry).is_absolute()]
-        package, prefix = Path(__file__).resolve().parents[1], Path(sys.prefix).resolve()
+        package, prefix = _installed_package(), Path(sys.prefix).resolve()
         paths: list[Path] = []
         for path in (candidate.resolve() for candidate in candidates):
             if not path.exists() or path.is_relative_to(package):
@@ -168,7 +168,7 @@ class Sandbox:
 
     def _bwrap(self) -> list[str]:
         """bubblewrap with an empty root: the system, Python and the trapped dl4nlp read-only, a private /tmp."""
-        package = Path(__file__).resolve().parents[1]  # where `import dl4nlp` finds the package
+        package = _installed_package()  # where `import dl4nlp` finds the package
         command = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
                    "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
         if self.as_root:  # what the zygote needs to set up and clean up children; the children drop it all
@@ -549,3 +549,10 @@ class _Tail(threading.Thread):
 
     def text(self) -> str:
         return self.data.decode("utf-8", "replace")
+
+
+def _installed_package() -> Path:
+    """The folder of the `dl4nlp` package this grader runs from (where `import dl4nlp` finds it)."""
+    import dl4nlp
+
+    return Path(dl4nlp.__file__).resolve().parent
