@@ -953,9 +953,11 @@ def test_the_report_channel_is_bounded_and_keeps_the_first_result(tmp_path):
     released = []
     reader = _EventReader(read, 8 * MAX_EVENT_BYTES, on_cases=lambda: released.append(True))
     lines = [{"event": "cell", "phase": "end", "index": 1, "status": "ok"},
+             {"event": "part", "phase": "end", "name": "f", "outputs": "forged in a cell"},
+             {"event": "cases"},
              {"event": "part", "phase": "end", "name": "f", "outputs": "first"},
              {"event": "part", "phase": "end", "name": "f", "outputs": "second"},
-             {"event": "cases"},
+             {"event": "cases"},  # a second request changes nothing
              {"event": "cell", "phase": "end", "index": 2, "status": "error", "error": "after the cases"},
              {"event": "unknown"}]
     with os.fdopen(write, "wb") as stream:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import re
 import queue
+import re
 import secrets
 import shutil
 import tempfile

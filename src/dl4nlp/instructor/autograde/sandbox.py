@@ -472,7 +472,8 @@ class _EventReader(threading.Thread):
     at most `limit` bytes are read (then the channel is closed and an "overflow" event added),
     lines longer than MAX_EVENT_BYTES are skipped unparsed, only known kinds of event are kept,
     at most MAX_EVENTS of them, and only the first end of each cell and each part counts.
-    Cell events sent after the cases were released are dropped (the harness runs no cell then).
+    Cell events sent after the cases were released are dropped (the harness runs no cell then),
+    and so are part events sent before (it runs no graded function then).
     """
 
     def __init__(self, fd: int, limit: int, on_cases: Callable[[], None] = lambda: None) -> None:
@@ -519,8 +520,8 @@ class _EventReader(threading.Thread):
                 self.released = True
                 self.on_cases()
             return
-        if kind == "cell" and self.released:
-            return
+        if (kind == "cell" and self.released) or (kind == "part" and not self.released):
+            return  # the harness runs cells before it asks for the cases, and graded functions after
         if kind in ("cell", "part") and phase == "end":
             key = (kind, repr(event.get("index", event.get("name"))))
             if key in self._ended:
