@@ -452,6 +452,27 @@ def detached_process(kit: Kit, student: str) -> Expect:
     return Expect(kit.total, "graded")
 
 
+@scenario(needs="bubblewrap")
+def shared_loopback(kit: Kit, student: str) -> Expect:
+    """Submissions graded at the same time must not share a loopback (a channel between them)."""
+    probe = textwrap.dedent("""\
+        import os, socket
+        if os.geteuid() != 0:  # graded as root, each submission has a user id and a network of its own
+            server, client = socket.socket(), socket.socket()
+            client.settimeout(3)
+            try:
+                server.bind(("127.0.0.1", 0))
+                server.listen()
+                client.connect(server.getsockname())  # through the sandbox's loopback, if it shares that
+                shared = True
+            except OSError:
+                shared = False
+            if shared:  # then it scores nothing
+        """) + textwrap.indent(wrong_answers(kit.parts), " " * 8)
+    kit.submit(student, append(kit.solution, probe))
+    return Expect(kit.total, "graded")
+
+
 @scenario()
 def leak_cases(kit: Kit, student: str) -> Expect:
     """Every graded function sends the grader's cases back as text: a forged result and an exception."""

@@ -17,10 +17,11 @@ behind are still killed after it, detached ones included (the zygote is their su
 
 The memory limit bounds each process's address space (RLIMIT_AS), not a submission: one
 that starts processes can use up to `processes` times as much (`memory_note` says so in
-every run). Submissions graded at the same time in one bubblewrap sandbox share its
-(empty) network namespace, loopback included, and see each other's processes in /proc,
-though they can neither signal nor read them (other user ids): grade with --jobs 1 where
-even that matters.
+every run). Submissions graded at the same time in one bubblewrap sandbox (as root) each
+get a network namespace of their own, so they share no loopback (where the kernel allows
+unprivileged user namespaces; otherwise they share the sandbox's empty one), but they see
+each other's processes in /proc, though they can neither signal nor read them (other user
+ids): grade with --jobs 1 where even that matters.
 
 The parent enforces the wall-clock limits: when a cell (or a graded function) runs past its
 limit, or a notebook past its own, the zygote kills that child and everything it started.
