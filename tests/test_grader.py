@@ -39,6 +39,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -549,17 +550,24 @@ def nested(kit: Kit, student: str) -> Expect:
 # contained
 
 
+def _defined_before(kit: Kit, position: int) -> float:
+    """Points of the parts whose solution cells come before `position` in the instructor notebook."""
+    return sum(points for part, points in kit.rubric.points.items() if solution_index(kit.solution, part) < position)
+
+
 @scenario()
 def infinite_loop(kit: Kit, student: str) -> Expect:
-    kit.submit(student, insert(kit.solution, "while True:\n    pass"))
-    return Expect(0, "timeout", ("timeout",))
+    position = solution_index(kit.solution) + 1
+    kit.submit(student, insert(kit.solution, "while True:\n    pass", position))
+    return Expect(_defined_before(kit, position), "timeout", ("timeout", f"cell {position + 1}", "stopped the run"))
 
 
 @scenario()
 def loop_ignores_alarm(kit: Kit, student: str) -> Expect:
     ignore = "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass"
-    kit.submit(student, insert(kit.solution, ignore))
-    return Expect(0, "timeout", ("timeout",))
+    position = solution_index(kit.solution) + 1
+    kit.submit(student, insert(kit.solution, ignore, position))
+    return Expect(_defined_before(kit, position), "timeout", ("timeout", f"cell {position + 1}"))
 
 
 @scenario()
@@ -594,6 +602,126 @@ def memory_bomb(kit: Kit, student: str) -> Expect:
 def fork_bomb(kit: Kit, student: str) -> Expect:
     kit.submit(student, insert(kit.solution, "import os\nwhile True:\n    os.fork()"))
     return Expect(0, "processes", ("processes",))
+
+
+# one notebook never costs a classmate a grade
+
+
+@scenario()
+def deep_directory_tree(kit: Kit, student: str) -> Expect:
+    deep = "import os\nfor _ in range(1500):\n    os.mkdir('d')\n    os.chdir('d')"
+    kit.submit(student, insert(kit.solution, deep))
+    return Expect(kit.total, "graded")  # and every submission graded after it in the same worker too
+
+
+DAEMON = textwrap.dedent("""\
+    import os, signal, time
+    main, zygote = os.getpid(), os.getppid()
+    def parent_and_state(pid):
+        try:
+            state, parent = open(f"/proc/{pid}/stat").read().rsplit(") ", 1)[1].split()[:2]
+            return int(parent), state
+        except (OSError, ValueError):
+            return None, "gone"
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:  # detached: its own session, and soon an orphan
+            while parent_and_state(main)[1] not in ("Z", "gone"):
+                time.sleep(0.05)
+            time.sleep(1)  # the submission is over: now kill the later submissions of this zygote
+            for _ in range(300):  # never kill(-1): only what this grading's zygote started
+                for entry in os.listdir("/proc"):
+                    if entry.isdigit() and int(entry) != os.getpid() and parent_and_state(entry)[0] == zygote:
+                        try:
+                            os.kill(int(entry), signal.SIGKILL)
+                        except OSError:
+                            pass
+                time.sleep(0.1)
+        os._exit(0)
+    os.wait()
+    """)
+
+
+@scenario()
+def detached_process(kit: Kit, student: str) -> Expect:
+    """A daemon (double fork, setsid) that kills later submissions' processes, were it left running."""
+    kit.submit(student, insert(kit.solution, DAEMON))
+    return Expect(kit.total, "graded")
+
+
+@scenario(needs="bubblewrap")
+def shared_loopback(kit: Kit, student: str) -> Expect:
+    """Submissions graded at the same time must not share a loopback (a channel between them)."""
+    probe = textwrap.dedent("""\
+        import os, socket
+        if os.geteuid() != 0:  # graded as root, each submission has a user id and a network of its own
+            server, client = socket.socket(), socket.socket()
+            client.settimeout(3)
+            try:
+                server.bind(("127.0.0.1", 0))
+                server.listen()
+                client.connect(server.getsockname())  # through the sandbox's loopback, if it shares that
+                shared = True
+            except OSError:
+                shared = False
+            if shared:  # then it scores nothing
+        """) + textwrap.indent(wrong_answers(kit.parts), " " * 8)
+    kit.submit(student, append(kit.solution, probe))
+    return Expect(kit.total, "graded")
+
+
+@scenario()
+def leak_cases(kit: Kit, student: str) -> Expect:
+    """Every graded function sends the grader's cases back as text: a forged result and an exception."""
+    leak = "import json, os\n" + "\n".join(textwrap.dedent(f"""\
+        def {name}(*args, **kwargs):
+            text = "LEAKED " + repr(args)[:5000]
+            for fd in range(3, 64):
+                try:
+                    os.write(fd, (json.dumps({{"event": "part", "phase": "end", "name": {name!r},
+                                               "problem": text}}) + "\\n").encode())
+                except OSError:
+                    pass
+            raise ValueError(text)
+        """) for name in kit.parts)
+    kit.submit(student, append(kit.released, leak))
+    return Expect(0, "graded")
+
+
+@scenario()
+def sparse_notebook(kit: Kit, student: str) -> Expect:
+    path = kit.submit(student, kit.solution)
+    os.truncate(path, 4 * 2**30)  # 4 GB on paper, nothing on disk
+    return Expect(0, "invalid", ("larger than",))
+
+
+@scenario()
+def huge_cell(kit: Kit, student: str) -> Expect:
+    data = colab(kit.solution)
+    data["cells"].insert(1, {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                             "source": "x = 1\n" * 5_500_000})  # 33 MB in one cell
+    kit.submit(student, json.dumps(data).encode())
+    return Expect(0, "invalid", ("characters",))
+
+
+@scenario()
+def jupyter_syntax(kit: Kit, student: str) -> Expect:
+    """What runs in Jupyter runs here: a scripted graded function, %%writefile, `x = !ls`."""
+    first = kit.parts[0]
+    signature = ", ".join(f"{a}: torch.Tensor" for a in ("x", "h", "weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    scripted = textwrap.dedent(f"""\
+        files = !ls
+        import torch
+        import helper
+        assert helper.ONE == 1 and files == []
+
+        @torch.jit.script
+        def {first}({signature}) -> torch.Tensor:
+            return torch.tanh(x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh)
+        """)
+    notebook = append(append(append(kit.solution, f"del {first}"), "%%writefile helper.py\nONE = 1"), scripted)
+    kit.submit(student, notebook)
+    return Expect(kit.total, "graded")
 
 
 # one row per entry, whatever it holds
@@ -706,6 +834,17 @@ def test_every_entry_gets_a_feedback_page_that_hides_the_cases(suite):
         pytest.skip("the duplicate-ids scenario was not graded")
     page = (suite.feedback / "duplicate-ids.html").read_text()
     assert "0 / " in page and "hidden case" in page and not re.search(r"on case \d", page)  # --hide-cases
+
+
+@pytest.mark.slow
+def test_feedback_that_hides_the_cases_shows_no_text_a_graded_function_made(suite):
+    if "leak-cases" not in suite.expect:
+        pytest.skip("the leak-cases scenario was not graded")
+    from dl4nlp.instructor.feedback import file_name
+
+    page = (suite.feedback / file_name("leak-cases")).read_text()
+    assert "LEAKED" not in page and "hidden case" in page
+    assert "LEAKED" in suite.grades["leak-cases"]["detail"]  # the instructor's CSV keeps the message
 
 
 # --- the checks themselves (in process) -------------------------------------------------------
@@ -1038,7 +1177,8 @@ def test_the_csv_holds_one_plain_row_per_report(tmp_path):
     with path.open() as handle:
         read_back = list(csv.DictReader(handle))
     assert [r["student"] for r in read_back] == ["'=HYPERLINK(\"x\")", "bob"]
-    assert read_back[0]["detail"] == "line break, \"quotes\"  and tabs" and read_back[1]["detail"] == "'-1 points?"
+    assert read_back[0]["detail"] == "line\\nbreak, \"quotes\"\\x00 and\\ttabs"  # escaped, so never ambiguous
+    assert read_back[1]["detail"] == "'-1 points?"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grades.csv"]  # no temporary file left behind
 
 
@@ -1156,3 +1296,240 @@ def test_a_multi_module_assignment_traps_every_module(tmp_path):
                             env={**os.environ, "PYTHONPATH": str(package.parent)}, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().startswith(str(package))
+
+
+# --- one notebook never costs a classmate a grade (fast, no sandbox) --------------------------------
+
+
+def test_a_job_folder_of_any_depth_and_permissions_is_removed(tmp_path):
+    from dl4nlp.instructor.autograde.harness import remove_tree
+
+    top = tmp_path / "job-1"
+    top.mkdir()
+    descriptor = os.open(top, os.O_RDONLY)
+    for _ in range(3000):  # deeper than PATH_MAX allows to name, and than the recursion limit
+        os.mkdir("d", dir_fd=descriptor)
+        inner = os.open("d", os.O_RDONLY, dir_fd=descriptor)
+        os.close(descriptor)
+        descriptor = inner
+    os.close(descriptor)
+    (top / "locked").mkdir()
+    (top / "locked" / "file").write_text("x")
+    (top / "locked").chmod(0)
+    (top / "link").symlink_to(tmp_path)
+    remove_tree(top)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_detached_process_does_not_outlive_its_submission():
+    """As the zygote does when grading as an ordinary user: a daemon (double fork, setsid) is found and killed."""
+    script = textwrap.dedent("""\
+        import os, sys, time
+        from dl4nlp.instructor.autograde.harness import _become_subreaper, kill_descendants
+        assert _become_subreaper()
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.setsid()
+                os.write(write, str(os.getpid()).encode())
+                while True:
+                    time.sleep(1)
+            os._exit(0)
+        os.waitpid(child, 0)
+        daemon = int(os.read(read, 32))
+        assert os.path.exists(f"/proc/{daemon}")
+        assert kill_descendants()
+        state = open(f"/proc/{daemon}/stat").read().split(") ")[1][0] if os.path.exists(f"/proc/{daemon}") else "gone"
+        print(state)
+        """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "gone"
+
+
+def test_cases_depend_on_the_notebook_itself():
+    from types import SimpleNamespace
+
+    from dl4nlp.instructor.autograde.grader import Grader
+
+    grader = SimpleNamespace(secret="s", rubric=SimpleNamespace(assignment="rnn"))
+    part = exercises.load("rnn").parts[0]
+    first, second = (part.cases(exercises.generator(*Grader._seed_words(grader, "alice", part.name, content)))
+                     for content in ("one notebook", "another"))
+    assert not torch.equal(first[0].args[0], second[0].args[0])
+
+
+def test_a_summary_shows_no_text_from_a_graded_call():
+    from dl4nlp.instructor.autograde.grader import _hidden_problem, _hide_messages
+
+    part = exercises.load("rnn").parts[0]
+    cases = part.cases(exercises.generator("leak", part.name))
+    expected = _outcomes(part, cases, part.reference())
+    leaked = [exercises.Outcome(error=f"ValueError: {case.args[0].tolist()}") for case in cases]
+    verdict = _hide_messages(exercises.judge(part, cases, expected, leaked), part, cases, expected, leaked)
+    assert str(cases[0].args[0].tolist()[0][0])[:6] in verdict.message
+    assert "ValueError" in verdict.summary and "[" not in verdict.summary
+    forged = {"problem": "SECRET " * 1000}
+    assert "SECRET" not in _hidden_problem(part.name, forged)
+    assert _hidden_problem(part.name, {"problem": f"{part.name} is not defined"}) == f"{part.name} is not defined"
+
+
+def test_the_report_channel_is_bounded_and_keeps_the_first_result(tmp_path):
+    from dl4nlp.instructor.autograde.sandbox import MAX_EVENT_BYTES, _EventReader
+
+    read, write = os.pipe()
+    released = []
+    reader = _EventReader(read, 8 * MAX_EVENT_BYTES, on_cases=lambda: released.append(True))
+    lines = [{"event": "cell", "phase": "end", "index": 1, "status": "ok"},
+             {"event": "part", "phase": "end", "name": "f", "outputs": "forged in a cell"},
+             {"event": "cases"},
+             {"event": "part", "phase": "end", "name": "f", "outputs": "first"},
+             {"event": "part", "phase": "end", "name": "f", "outputs": "second"},
+             {"event": "cases"},  # a second request changes nothing
+             {"event": "cell", "phase": "end", "index": 2, "status": "error", "error": "after the cases"},
+             {"event": "unknown"}]
+    with os.fdopen(write, "wb") as stream:
+        stream.write(b"".join(json.dumps(line).encode() + b"\n" for line in lines))
+        stream.write(b'{"event": "part", "phase": "end", "name": "g", "problem": "' + b"x" * (MAX_EVENT_BYTES + 10)
+                     + b'"}\n')
+        stream.write(b'{"event": "done"}\n')
+    reader.join(30)
+    assert released == [True]
+    assert [e.get("outputs") for e in reader.events if e["event"] == "part"] == ["first"]  # g's line was too long
+    assert [e["index"] for e in reader.events if e["event"] == "cell"] == [1]
+    assert reader.events[-1] == {"event": "done"}
+
+    read, write = os.pipe()
+    reader = _EventReader(read, 2**20)
+    try:
+        for _ in range(2**20):
+            os.write(write, b"{}\n" * 4096)  # a flood: the reader stops and closes the channel
+    except BrokenPipeError:
+        pass
+    finally:
+        os.close(write)
+    reader.join(30)
+    assert reader.events == [{"event": "overflow"}]
+
+
+def test_feedback_pages_are_unique_per_exact_name(tmp_path):
+    from dl4nlp.instructor.autograde.grader import Report
+    from dl4nlp.instructor.feedback import file_name, write_feedback
+
+    names = ["alice", "a b", "a_b", "Zo\u00eb", "Zo\u00e9", "Bob", "bob", "x" * 255, "bell\x07", "bell ", "..", "~"]
+    pages = [file_name(name) for name in names]
+    assert len({page.lower() for page in pages}) == len(names)
+    assert file_name("alice") == "alice.html" and all(len(page.encode()) < 200 for page in pages)
+    written, problems = write_feedback([Report(name, "rnn", 13.0) for name in names], tmp_path / "pages")
+    assert len(written) == len(names) and not problems
+    assert "bell\\x07" in (tmp_path / "pages" / file_name("bell\x07")).read_text()
+
+
+def test_a_page_that_cannot_be_written_costs_only_that_page(tmp_path, monkeypatch):
+    from dl4nlp.instructor import feedback
+    from dl4nlp.instructor.autograde.grader import Report
+
+    monkeypatch.setattr(feedback, "file_name", lambda student: ("y" * 300 if student == "long" else student) + ".html")
+    written, problems = feedback.write_feedback([Report(n, "rnn", 13.0) for n in ("a", "long", "b")], tmp_path)
+    assert [page.name for page in written] == ["a.html", "b.html"] and "long" in problems[0]
+
+
+def test_huge_or_sparse_notebooks_are_refused_before_they_are_read(tmp_path):
+    from dl4nlp.instructor.autograde.grader import read_bounded
+    from dl4nlp.instructor.autograde.submission import InvalidSubmission
+
+    sparse = tmp_path / "rnn.ipynb"
+    sparse.touch()
+    os.truncate(sparse, 4 * 2**30)
+    with pytest.raises(InvalidSubmission, match="larger than"):
+        read_bounded(sparse)
+
+
+def test_the_reader_process_parses_with_bounded_memory():
+    from dl4nlp.instructor.autograde.submission import InvalidSubmission, LimitedReader
+
+    notebook = colab(read(ROOT / "solutions" / "rnn" / "rnn.ipynb"))
+    reader = LimitedReader(ROOT, "rnn")
+    try:
+        submission = reader.read(json.dumps(notebook).encode(), "rnn.ipynb")
+        assert {name for cell in submission.cells for name in cell.defines} >= {"rnn_cell", "lstm_cell"}
+        assert submission.uses == {}
+        notebook["cells"].append({"cell_type": "code", "metadata": {}, "outputs": [], "source": "x = 1\n" * 10**5})
+        with pytest.raises(InvalidSubmission, match="characters"):
+            reader.read(json.dumps(notebook).encode(), "rnn.ipynb")
+        with open(f"/proc/{reader._process.pid}/limits") as limits:
+            assert re.search(r"Max address space\s+\d+", limits.read())
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize(("cell", "python"), [
+    ("files = !ls", "files = []  # files = !ls"),
+    ("%time y = 2", "y = 2"),
+    ("%%writefile helper.py\nONE = 1", "with open('helper.py', 'w') as _writefile:\n    _writefile.write('ONE = 1\\n')"),
+    ("%%bash\necho hi", None),
+])
+def test_ipython_syntax_runs_as_in_jupyter(cell, python):
+    from dl4nlp.instructor.autograde.submission import python_source
+
+    assert python_source(cell) == python
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to become an ordinary user")
+def test_graded_as_an_ordinary_user_a_detached_process_dies_with_its_submission():
+    """The usual laptop: no user id per submission, so one worker runs them one after another.
+
+    A daemon left by the first submission would kill the zygote and every later submission.
+    """
+    become = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    probe = subprocess.run([*become, sys.executable, "-c", "import subprocess, sys\n"
+                            "subprocess.run([sys.executable, '-c', 'pass'], check=True)"], capture_output=True, cwd="/")
+    if probe.returncode != 0:
+        pytest.skip(f"an ordinary user cannot run {sys.executable} here (is it under a private folder?)")
+    folder = Path(tempfile.mkdtemp(prefix="dl4nlp-ordinary-user-"))
+    try:
+        solution = read(ROOT / "solutions" / "rnn" / "rnn.ipynb")
+        write_submission(folder / "submissions", "a-daemon", insert(solution, DAEMON), "rnn.ipynb")
+        for student in ("b-honest", "c-honest"):
+            write_submission(folder / "submissions", student, solution, "rnn.ipynb")
+        subprocess.run(["chown", "-R", "65534:65534", str(folder)], check=True)
+        environment = {**os.environ, "HOME": str(folder), "DL4NLP_GRADING_SECRET": "ordinary"}
+        command = [*become, sys.executable, "-m", "dl4nlp",
+                   "autograde", "rnn", str(folder / "submissions"), "--out", str(folder / "grades.csv"),
+                   "--jobs", "1", "--cell-timeout", "30"]
+        result = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr[-3000:]
+        with (folder / "grades.csv").open() as handle:
+            rows = {row["student"]: row for row in csv.DictReader(handle)}
+        graded = {name: (row["score"], row["status"]) for name, row in rows.items()}
+        expected = {name: ("13.0", "graded") for name in ("a-daemon", "b-honest", "c-honest")}
+        assert graded == expected, [row["detail"] for row in rows.values()]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_without_a_user_id_per_submission_a_detached_process_dies_with_its_submission(tmp_path):
+    """The same, on any machine: the grader told that it cannot give each submission a user id."""
+    solution = read(ROOT / "solutions" / "rnn" / "rnn.ipynb")
+    write_submission(tmp_path / "submissions", "a-daemon", insert(solution, DAEMON), "rnn.ipynb")
+    for student in ("b-honest", "c-honest"):
+        write_submission(tmp_path / "submissions", student, solution, "rnn.ipynb")
+    script = textwrap.dedent(f"""\
+        from pathlib import Path
+        from dl4nlp.instructor.autograde import grader, sandbox
+        sandbox.Sandbox.drops_user = property(lambda self: False)  # as for an ordinary user: one job per zygote
+        graded = grader.grade_folder(Path({str(ROOT)!r}), "rnn", Path({str(tmp_path / "submissions")!r}), jobs=1,
+                                     limits=sandbox.Limits(cell_timeout=30))
+        for report in graded.reports:
+            print(report.student, report.score, report.status, report.detail()[:300])
+        """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "DL4NLP_GRADING_SECRET": "no-user-ids"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert [line.split()[:3] for line in lines] == [[name, "13.0", "graded"] for name in
+                                                   ("a-daemon", "b-honest", "c-honest")], lines

@@ -39,6 +39,7 @@ def _grade(args: argparse.Namespace, root: Path, csv_path: Path | None, feedback
     from dl4nlp.instructor.feedback import write_feedback
     from dl4nlp.instructor.late import read_late
     from dl4nlp.instructor.overrides import apply_overrides, check_overrides, read_overrides
+    from dl4nlp.instructor.gradebook import visible
 
     start = time.perf_counter()
     limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.timeout, memory_mb=args.memory_mb)
@@ -50,7 +51,7 @@ def _grade(args: argparse.Namespace, root: Path, csv_path: Path | None, feedback
     check_overrides(overrides, args.assignment, points)  # a typo stops the run before grading, not after
 
     def progress(report) -> None:
-        print(f"{report.student:<24} {report.score:>5g}/{report.max_score:g}  {report.status}", flush=True)
+        print(f"{visible(report.student):<24} {report.score:>5g}/{report.max_score:g}  {report.status}", flush=True)
 
     private = [path.resolve().parent if path.suffix else path.resolve() for path in (csv_path, feedback) if path]
     graded = grade_folder(root, args.assignment, submissions, jobs=args.jobs, limits=limits, private=private,
@@ -63,6 +64,8 @@ def _grade(args: argparse.Namespace, root: Path, csv_path: Path | None, feedback
                       f"({part.override}); score {report.score:g}/{report.max_score:g}")
     for warning in graded.warnings + ([] if select else warnings):
         print(f"dl4nlp {args.command}: warning: {warning}", file=sys.stderr)
+    for note in graded.notes:
+        print(f"dl4nlp {args.command}: note: {note}", file=sys.stderr)
     if csv_path is not None:
         rows = [gradebook.row(report, late.get(report.student, "")) for report in graded.reports]
         if args.student and csv_path.exists():
@@ -70,7 +73,9 @@ def _grade(args: argparse.Namespace, root: Path, csv_path: Path | None, feedback
         else:
             gradebook.write_csv(rows, csv_path)
     if feedback is not None:
-        write_feedback(graded.reports, feedback, args.hide_cases)
+        _, problems = write_feedback(graded.reports, feedback, args.hide_cases)
+        for problem in problems:
+            print(f"dl4nlp {args.command}: warning: {problem}", file=sys.stderr)
     seconds = time.perf_counter() - start
     rate = len(graded.reports) / seconds * 60 if seconds else 0.0
     written = " and ".join(str(p) for p in (csv_path, feedback) if p is not None)
@@ -170,7 +175,9 @@ def _grading_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cell-timeout", type=float, default=120.0,
                         help="seconds per notebook cell and per graded function (default: 120)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per notebook (default: 600)")
-    parser.add_argument("--memory-mb", type=int, default=4096, help="memory per submission in MiB (default: 4096)")
+    parser.add_argument("--memory-mb", type=int, default=4096,
+                        help="address space of each process of a submission in MiB (RLIMIT_AS; default: 4096); "
+                             "not a bound on the submission as a whole, which may start up to 64 processes")
     parser.add_argument("--overrides", help="overrides.csv (student,assignment,part,points,reason) applied on top "
                                             "of the automatic points")
     parser.add_argument("--partial", action="store_true",

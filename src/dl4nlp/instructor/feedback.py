@@ -8,11 +8,13 @@ Every text that comes from a submission is escaped.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 from pathlib import Path
 
 from dl4nlp.instructor.autograde.grader import Report
+from dl4nlp.instructor.gradebook import visible
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.4rem;text-align:left;
@@ -23,13 +25,27 @@ versions of the graded functions switched off, so a cell that uses them (trainin
 stops here; that costs no points.</p>"""
 
 
+MAX_STEM = 100  # characters of the name kept in a page's file name (file names stop at 255 bytes)
+
+
 def file_name(student: str) -> str:
-    """A safe file name for a student's page: letters, digits, '.', '_', '@', '-'."""
-    return (re.sub(r"[^A-Za-z0-9._@-]", "_", student).lstrip(".") or "_") + ".html"
+    """A safe file name for a student's page, unique per exact name.
+
+    A name that is already safe (lower-case letters, digits, '.', '_', '@', '-', not too long)
+    is kept: `alice.html`. Any other is made safe and gets a short hash of the exact name after
+    a '~', which no kept name contains: "a b" and "a_b", "Zoë" and "Zoé", "Bob" and "bob" (the
+    same file where the file system ignores case) get different pages.
+    """
+    safe = re.sub(r"[^a-z0-9._@-]", "_", student).lstrip(".")[:MAX_STEM]
+    if safe == student and safe:
+        return safe + ".html"
+    return f"{safe or '_'}~{hashlib.sha256(student.encode('utf-8', 'surrogateescape')).hexdigest()[:12]}.html"
 
 
 def render(report: Report, hide_cases: bool = False) -> str:
-    escape = html.escape
+    def escape(text: str) -> str:
+        return html.escape(visible(text))
+
     rows = []
     for part in report.parts:
         lost = part.points < part.max_points
@@ -57,14 +73,25 @@ reference implementation's; a part scores its points only if every case matches.
 """
 
 
-def write_feedback(reports: list[Report], folder: Path, hide_cases: bool = False) -> list[Path]:
-    """Write `folder/<student>.html` for every report; returns the pages written."""
+def write_feedback(reports: list[Report], folder: Path, hide_cases: bool = False) -> tuple[list[Path], list[str]]:
+    """Write a page (`file_name`) for every report: (pages written, problems).
+
+    A page that cannot be written costs that page only, never the others: the problem says whose.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    pages = []
+    pages, problems = [], []
     for report in reports:
         page = folder / file_name(report.student)
-        temporary = page.with_suffix(".tmp")
-        temporary.write_text(render(report, hide_cases))
-        temporary.replace(page)
+        temporary = page.with_name(page.name + ".tmp")
+        try:
+            temporary.write_text(render(report, hide_cases), encoding="utf-8")
+            temporary.replace(page)
+        except (OSError, UnicodeError, ValueError) as error:
+            try:
+                temporary.unlink(missing_ok=True)
+            except OSError:
+                pass
+            problems.append(f"no feedback page for {visible(report.student)!r}: {type(error).__name__}: {error}")
+            continue
         pages.append(page)
-    return pages
+    return pages, problems

@@ -1,9 +1,9 @@
 """grades.csv: one row per entry of a submissions folder, written atomically.
 
 Columns: student, assignment, score, max_score, status, detail, late. Every text field is
-made safe for a spreadsheet (no control characters, no leading formula sign). `late` is
-the last column so that readers of the first six keep working: "" on time, else the days
-late ("2") or "yes" when the days are not known (see `dl4nlp.instructor.late`).
+made safe for a spreadsheet: invisible characters escaped (`\\x07`), no leading formula sign.
+`late` is the last column so that readers of the first six keep working: "" on time, else
+the days late ("2") or "yes" when the days are not known (see `dl4nlp.instructor.late`).
 """
 
 from __future__ import annotations
@@ -144,9 +144,29 @@ def safe_cell(value: object) -> object:
     return _cell(value)
 
 
+def visible(text: str) -> str:
+    """`text` with every invisible character written out (`\\x07`, `\\u202e`) and backslashes doubled.
+
+    Escaping, not replacing: two different names ("a\\x07b" and "a b") never look the same.
+    """
+    return INVISIBLE.sub(_escape, text)
+
+
+INVISIBLE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]")
+ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match) -> str:
+    character = match.group()
+    if character in ESCAPES:
+        return ESCAPES[character]
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def _cell(value: object) -> object:
-    """A CSV field that a spreadsheet shows as text: no control characters, no leading formula sign."""
+    """A CSV field that a spreadsheet shows as text: invisible characters escaped, no leading formula sign."""
     if not isinstance(value, str):
         return value
-    value = re.sub(r"[\x00-\x1f\x7f]", " ", value)
+    value = visible(value)
     return "'" + value if value[:1] in ("=", "+", "-", "@") else value

@@ -3,10 +3,12 @@
 For each entry of the submissions folder (a student's folder, or anything else that lies
 there) the grader reads the notebook (`rnn.ipynb`; else the one file named as Colab or a
 browser saves it, "Copy of rnn.ipynb" or "rnn (1).ipynb", which `detail` names; two such
-files and no `rnn.ipynb` are "invalid"; else `rnn.ipynb` in a subfolder), draws the cases
-of every part from a seed that depends on a course secret, the assignment, the student and
-the part, runs the submission in the sandbox, and compares what came back with the
-reference's outputs computed here. A part scores its points only if every case matches, the
+files and no `rnn.ipynb` are "invalid"; else `rnn.ipynb` in a subfolder; its size checked
+before, its parsing done in a memory-limited process), draws the cases of every part from a
+seed that depends on a course secret, the assignment, the student, the part and the
+notebook's own bytes, runs the submission in the sandbox, and compares what came back with
+the reference's outputs computed here. Feedback that hides the cases never shows text a
+graded function produced. A part scores its points only if every case matches, the
 reference was not used (status "reference") and none of its forbidden library calls was
 (status "forbidden": a call such as `torch.lstm_cell` that does the part's work, found in the
 code it reaches or seen while it ran on the grader's cases; see `dl4nlp.exercises.calls`).
@@ -15,6 +17,7 @@ Per-student results do not depend on the number of jobs or the order of grading.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import queue
@@ -35,9 +38,9 @@ from dl4nlp.exercises import NOT_DIFFERENTIABLE, Case, Outcome, Verdict, call, g
 from dl4nlp.exercises.calls import FORBIDDEN, REFERENCE, explain
 from dl4nlp.instructor import GradingError
 from dl4nlp.instructor.autograde.rubric import Rubric, load_rubric, trapped_package
-from dl4nlp.instructor.autograde.sandbox import UID_BASE, Limits, Run, Sandbox, Worker
-from dl4nlp.instructor.autograde.submission import (InvalidSubmission, Submission, forbidden_uses, read_submission,
-                                                     reference_uses)
+from dl4nlp.instructor.autograde.sandbox import UID_BASE, Limits, Run, Sandbox, Worker, memory_note
+from dl4nlp.instructor.autograde.submission import (MAX_NOTEBOOK_BYTES, InvalidSubmission, LimitedReader, Submission,
+                                                    forbidden_uses, reference_uses)
 
 MAX_LISTED = 20  # notes and cell errors kept per submission
 SECRET_FILE = ".grading-secret"
@@ -110,6 +113,7 @@ class Grader:
         self.rubric: Rubric = load_rubric(root, assignment)
         self.submissions, self.limits = submissions, limits
         self.secret = course_secret(root)
+        self.reader = LimitedReader(root, assignment)
         self.scratch = Path(tempfile.mkdtemp(prefix="dl4nlp-grading-"))
         exercises = self.rubric.exercises
         graded = {module: [p.name for p in exercises.parts if p.module == module] for module in exercises.modules}
@@ -145,6 +149,7 @@ class Grader:
     def close(self) -> None:
         for worker in self._workers:
             worker.close()
+        self.reader.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
     def entries(self) -> list[Path]:
@@ -160,11 +165,12 @@ class Grader:
             path = self._notebook(entry, report)
             if path is None:
                 return self._zero(report)
-            submission = read_submission(path.read_bytes(), path.name, self.rubric)
+            data = read_bounded(path)
+            submission = self.reader.read(data, path.name)
             report.notes += submission.notes[:MAX_LISTED]
             if len(submission.notes) > MAX_LISTED:
                 report.notes.append(f"and {len(submission.notes) - MAX_LISTED} more notes")
-            self._run(entry.name, submission, report)
+            self._run(entry.name, submission, report, hashlib.sha256(data).hexdigest())
         except InvalidSubmission as error:
             report.status, report.problem = "invalid", str(error)
             return self._zero(report)
@@ -218,14 +224,17 @@ class Grader:
             report.notes.append(f"ignored {', '.join(extra)}: only {path.name} is graded")
         return path
 
-    def _seed_words(self, student: str, part: str) -> tuple[str, ...]:
-        return ("grading", self.secret, self.rubric.assignment, student, part)
+    def _seed_words(self, student: str, part: str, content: str) -> tuple[str, ...]:
+        """What a part's cases are drawn from. `content` is a hash of the notebook's bytes: any
+        change to a notebook draws new cases, so cases leaked by one submission (through its
+        feedback, say) are of no use to the next."""
+        return ("grading", self.secret, self.rubric.assignment, student, part, content)
 
-    def _run(self, student: str, submission: Submission, report: Report) -> None:
+    def _run(self, student: str, submission: Submission, report: Report, content: str) -> None:
         rubric = self.rubric
         cases: dict[str, list[Case]] = {}
         for part in rubric.exercises.parts:
-            cases[part.name] = part.cases(generator(*self._seed_words(student, part.name)))
+            cases[part.name] = part.cases(generator(*self._seed_words(student, part.name, content)))
         buffer = io.BytesIO()
         torch.save({name: [case.args for case in drawn] for name, drawn in cases.items()}, buffer)
         expected = {name: [call(rubric.exercises.part(name).reference(), case) for case in drawn]
@@ -240,17 +249,34 @@ class Grader:
         worker = self._idle.get()
         try:
             run = worker.run(header, buffer.getvalue(), uid)
+            if run.killed == "cell" and run.running and isinstance(run.running.get("cell"), int):
+                run = self._before_cell(worker, header, buffer.getvalue(), uid, run.running["cell"])
         finally:
             self._idle.put(worker)
         self._judge(run, submission, cases, expected, report)
+
+    def _before_cell(self, worker: Worker, header: dict, cases: bytes, uid: int | None, slow: int) -> Run:
+        """Run the cells before `slow` (a cell the grader had to kill) again, and grade the parts.
+
+        A cell that ignores the alarm is killed with its process, and nothing it defined can be
+        graded; the cells before it ran fine, so they run again without it. The run that comes
+        back says that cell `slow` timed out, as the harness says for a cell it stopped itself.
+        """
+        again = {**header, "cells": [cell for cell in header["cells"] if cell[0] < slow]}
+        with self._lock:
+            uid = next(self._uids) if uid is not None else None
+        run = worker.run(again, cases, uid)
+        run.events.append({"event": "cell", "phase": "end", "index": slow, "status": "timeout", "error": None})
+        return run
 
     # --- what came back ---------------------------------------------------------------------------
 
     def _judge(self, run: Run, submission: Submission, cases: dict[str, list[Case]],
                expected: dict[str, list[Outcome]], report: Report) -> None:
         rubric = self.rubric
-        static = reference_uses(submission, rubric)
-        static_forbidden = forbidden_uses(submission, rubric)
+        static = submission.uses if submission.uses is not None else reference_uses(submission, rubric)
+        static_forbidden = submission.forbidden if submission.forbidden is not None \
+            else forbidden_uses(submission, rubric)
         events = run.events
         cells = {e.get("index"): e for e in events if e.get("event") == "cell" and e.get("phase") == "end"}
         parts = {e.get("name"): e for e in events if e.get("event") == "part" and e.get("phase") == "end"}
@@ -263,6 +289,9 @@ class Grader:
         fatal = self._fatal(run, cells, done, setup)
         if fatal:
             report.status, report.problem = fatal
+        stopped = None if fatal else self._stopped_early(cells)
+        if stopped:
+            report.status, report.problem = stopped
         for name, max_points in rubric.points.items():
             result = PartResult(name, 0.0, max_points)
             report.parts.append(result)
@@ -303,6 +332,8 @@ class Grader:
             return "error", f"the grader could not start the notebook: {setup[-1].get('error')}"
         for index, event in cells.items():
             status = event.get("status")
+            if status == "timeout" and done and not done[-1].get("fatal"):
+                continue  # the harness went on and ran the graded functions: see `_stopped_early`
             if status in STATUS_WORDS:
                 word = {"timeout": f"ran longer than {limits.cell_timeout:g} s (an infinite loop?)",
                         "memory": f"ran out of memory (limit {limits.memory_mb} MiB)",
@@ -339,6 +370,16 @@ class Grader:
         return "crashed", (f"crashed: {where} ended the Python process (exit code {code}; os._exit or a "
                            "crash?); nothing after it ran")
 
+    def _stopped_early(self, cells: dict) -> tuple[str, str] | None:
+        """(status, problem) when a cell ran past its time limit but the parts were graded anyway,
+        as the cells before it had defined them."""
+        slow = [index for index, event in cells.items() if isinstance(index, int) and event.get("status") == "timeout"]
+        if not slow:
+            return None
+        return "timeout", (f"timeout: cell {min(slow)} ran longer than {self.limits.cell_timeout:g} s (an infinite "
+                           "loop?) and stopped the run; the cells after it did not run, and each function was "
+                           "graded as the cells before it defined it")
+
     @staticmethod
     def _dynamic_reference(event: dict | None) -> str:
         if not event:
@@ -365,12 +406,81 @@ class Grader:
             problem = str(event["problem"])
             if event.get("status") == "timeout":
                 problem = f"ran longer than {self.limits.cell_timeout:g} s on the grader's cases"
-            return Verdict(False, problem, problem)
+            return Verdict(False, problem, _hidden_problem(name, event))
         try:
             outcomes = _load_outcomes(str(event.get("outputs", "")), len(cases))
         except ValueError as error:
             return Verdict(False, f"its outputs could not be read ({error})", "its outputs could not be read")
-        return judge(self.rubric.exercises.part(name), cases, expected, outcomes)
+        return _hide_messages(judge(self.rubric.exercises.part(name), cases, expected, outcomes),
+                              self.rubric.exercises.part(name), cases, expected, outcomes)
+
+
+# --- what feedback that hides the cases may say -----------------------------------------------------
+# Text a graded function produced while it ran on the grader's cases (an exception's message, or
+# anything the submission wrote on the report channel then) can carry those cases. Under
+# --hide-cases the feedback shows `summary`, so summaries never hold such text.
+
+HIDDEN_MESSAGE = "its message is not shown, as it may depend on the hidden case"
+
+
+def _hidden_problem(name: str, event: dict) -> str:
+    """A part's problem as a fixed sentence: the harness's own text cannot be told from a forgery."""
+    problem = str(event.get("problem", ""))
+    if event.get("status") == "timeout":
+        return "ran longer than the time limit on the grader's cases"
+    if event.get("status") in ("memory", "processes"):
+        return STATUS_WORDS[event["status"]] + " on the grader's cases"
+    if problem == f"{name} is not defined":
+        return problem
+    if problem.startswith(f"{name} is a ") and problem.endswith(", not a function"):
+        return f"{name} is not a function"
+    if problem.startswith("its outputs"):
+        return "its outputs could not be stored or are too large"
+    return f"it raised an exception on a hidden case ({HIDDEN_MESSAGE})"
+
+
+def _exception_type(error: str) -> str:
+    """The exception's class name from "Name: message", if it looks like one; else "an exception"."""
+    name = error.split(":", 1)[0].strip()
+    return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]{0,59}", name) else "an exception"
+
+
+def _without_messages(outcomes: list[Outcome]) -> list[Outcome]:
+    hidden = []
+    for outcome in outcomes:
+        error = outcome.error
+        if error is not None and not error.startswith("not implemented"):
+            error = f"it raised {_exception_type(error)} on a hidden case ({HIDDEN_MESSAGE})"
+        elif error is not None:
+            error = "not implemented yet (NotImplementedError)"
+        hidden.append(Outcome(output=outcome.output, gradients=outcome.gradients, error=error))
+    return hidden
+
+
+def _hide_messages(verdict: Verdict, part, cases: list[Case], expected: list, outcomes: list[Outcome]) -> Verdict:
+    """`verdict` with a summary in which no exception message of the graded function appears."""
+    if verdict.passed or not any(outcome.error for outcome in outcomes):
+        return verdict
+    hidden = judge(part, cases, expected, _without_messages(outcomes))
+    return Verdict(verdict.passed, verdict.message, hidden.summary, verdict.bug)
+
+
+def read_bounded(path: Path) -> bytes:
+    """A notebook's bytes; InvalidSubmission, without reading it, if the file is larger than a notebook may be.
+
+    The size comes from stat() first (a sparse file can claim 4 GB and cost nothing on disk),
+    and no more than the limit is ever read, should the file grow meanwhile.
+    """
+    limit = MAX_NOTEBOOK_BYTES
+    too_large = InvalidSubmission(f"{path.name} is larger than {limit // 2**20} MB: clear the outputs "
+                                  "(Edit > Clear all outputs) and download it again")
+    if path.stat().st_size > limit:
+        raise too_large
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise too_large
+    return data
 
     def _partial_points(self, name: str, event: dict | None, cases: list[Case], expected: list,
                         max_points: float) -> float:
@@ -452,6 +562,7 @@ class GradedFolder:
     reports: list[Report]
     warnings: list[str]
     mode: str
+    notes: list[str] = field(default_factory=list)  # what the limits mean, for the instructor
 
 
 def grade_folder(root: Path, assignment: str, submissions: Path, *, jobs: int = 1, limits: Limits = Limits(),
@@ -467,6 +578,7 @@ def grade_folder(root: Path, assignment: str, submissions: Path, *, jobs: int = 
         entries = select(grader.entries()) if select else grader.entries()
         grader.start_workers(max(1, min(jobs, len(entries))))
         warnings = [grader.sandbox.warning] if grader.sandbox.warning else []
+        notes = [memory_note(limits)]
 
         def grade(entry: Path) -> Report:
             report = grader.grade(entry)
@@ -476,6 +588,6 @@ def grade_folder(root: Path, assignment: str, submissions: Path, *, jobs: int = 
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             reports = list(pool.map(grade, entries))
-        return GradedFolder(reports, warnings, grader.sandbox.mode)
+        return GradedFolder(reports, warnings, grader.sandbox.mode, notes)
     finally:
         grader.close()

@@ -10,14 +10,20 @@ it when the grader says its time is up). It never reads job data or reports itse
 submission's code or output ever sits in its memory, where a later child could find it.
 
 The child, before any student code: starts its own session, keeps only its three
-descriptors, reads the job (cells and the grader's cases), sets its limits (address space,
-processes, file size), makes its own working folder, and drops to its unprivileged user
-(when the zygote runs as root). Then it runs the code cells in order like "Run all" with
-errors allowed (an exception is recorded and the next cell runs; a cell past its time
-limit, out of memory or out of processes ends the run), calls each graded function on its
-cases with a watch on (`dl4nlp.exercises.calls.Watch`: the part's forbidden library calls
-and calls of the trapped references are recorded), and reports, one JSON object per line.
-After it ends the zygote kills whatever it left running and deletes its folder.
+descriptors, reads the job's cells, sets its limits (address space, processes, file size),
+makes its own working folder, and drops to its unprivileged user (when the zygote runs as
+root). Then it runs the code cells in order like "Run all" with errors allowed (an exception
+is recorded and the next cell runs; out of memory or out of processes ends the run; a cell
+past its time limit ends the cells, and the functions defined before it are still graded),
+each cell's source registered in `linecache` as IPython does. Only then does it ask for the
+grader's cases, call each graded function on them with a watch on
+(`dl4nlp.exercises.calls.Watch`: the part's forbidden library calls and calls of the trapped
+references are recorded), and report, one JSON object per line.
+
+After a child ends the zygote kills whatever it left running (everything of its user id; or,
+without one, every descendant of the zygote: as the subreaper it adopts detached processes)
+and deletes its folder, whatever that holds (`remove_tree`). The zygote survives anything a
+submission does, and is never reused by the grader once it has stopped.
 
 Nothing here grades: student code shares the child's process and could change anything in
 it, so the grader trusts only the outputs, loaded with ``torch.load(weights_only=True)`` and
@@ -32,9 +38,9 @@ import errno
 import inspect
 import io
 import json
+import linecache
 import os
 import resource
-import shutil
 import signal
 import socket
 import sys
@@ -81,6 +87,12 @@ def _alarm(seconds: float) -> Iterator[None]:
         _setitimer(signal.ITIMER_REAL, 0)
 
 
+def _remember_source(filename: str, source: str) -> None:
+    """Register a cell's source under its file name, as IPython does: `inspect.getsource` (and so
+    `torch.jit.script`, tracebacks and `dataclasses`) find the code of functions defined in cells."""
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+
+
 def describe(error: BaseException, filename: str) -> str:
     """'NameError: name 'x' is not defined (line 3)', the line counted in the cell."""
     line = None
@@ -119,7 +131,7 @@ def outcome_kind(error: BaseException) -> str:
 class Harness:
     """Runs one submission's cells and graded functions; reports on `channel`."""
 
-    def __init__(self, job: dict, cases: dict, channel: Channel) -> None:
+    def __init__(self, job: dict, job_stream: io.BufferedReader, channel: Channel) -> None:
         import importlib
 
         import torch
@@ -128,7 +140,8 @@ class Harness:
         from dl4nlp.exercises import calls
         from dl4nlp.instructor.autograde import trap
 
-        self.job, self.cases, self.channel = job, cases, channel
+        self.job, self.job_stream, self.channel = job, job_stream, channel
+        self.cases: dict = {}  # the grader's cases, received once every cell has run
         self.main_pid = _getpid()
         self.torch, self.exercises, self.calls, self.trap = torch, exercises, calls, trap
         self.references = {name: getattr(importlib.import_module(module), name, None)
@@ -156,6 +169,7 @@ class Harness:
 
     def run_cell(self, index: int, source: str) -> tuple[str, str | None]:
         filename = f"<cell {index}>"
+        _remember_source(filename, source)
         try:
             code = compile(source, filename, "exec")
         except (SyntaxError, ValueError) as error:
@@ -229,30 +243,60 @@ class Harness:
 
     def run(self) -> None:
         self.channel.send(event="ready", uid=os.getuid(), package=str(Path(self.exercises.__file__).parents[1]))
+        stopped = None
         for index, source in self.job["cells"]:
             self.channel.send(event="cell", phase="start", index=index)
             status, error = self.run_cell(index, source)
             self.guard()
             self.restore_builtins()
             self.channel.send(event="cell", phase="end", index=index, status=status, error=error)
+            if status == "timeout":  # the cells after it do not run; what was defined before it is graded
+                stopped = index
+                break
             if status in FATAL:
                 self.channel.send(event="done", fatal=status)
                 return
+        self.cases = self.receive_cases()
         for name in self.job["parts"]:
             self.channel.send(event="part", phase="start", name=name)
             result = self.evaluate(name)
             self.guard()
             self.restore_builtins()
             self.channel.send(event="part", phase="end", name=name, **result)
-        self.channel.send(event="done")
+        self.channel.send(event="done", stopped=stopped)
+
+    def receive_cases(self) -> dict:
+        """Ask the grader for its cases, which it sends only now: no cell ever ran with them in memory."""
+        self.channel.send(event="cases")
+        return self.torch.load(io.BytesIO(self.job_stream.read(self.job["cases_bytes"])), weights_only=False)
 
 
-def _read_job(fd: int) -> tuple[dict, bytes]:
-    """A JSON header line, then exactly header["cases_bytes"] bytes of torch.save'd cases."""
-    with os.fdopen(fd, "rb") as stream:
-        header = json.loads(stream.readline())
-        cases = stream.read(header["cases_bytes"])
-    return header, cases
+def _own_network() -> bool:
+    """Give this submission a network namespace of its own (no interface up, not even loopback).
+
+    Submissions graded at the same time share the sandbox's namespace and so its loopback: a
+    channel between them. The namespace comes with a user namespace that maps only the
+    submission's own ids, which an unprivileged process may create anyway; limits and file
+    permissions still count against its real user id. False where the kernel refuses.
+    """
+    import ctypes
+
+    uid, gid = os.getuid(), os.getgid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: setuid() cleared it, and with it the right to write our id maps
+    if libc.unshare(0x10000000 | 0x40000000) != 0:  # CLONE_NEWUSER | CLONE_NEWNET
+        return False
+    for name, text in (("uid_map", f"{uid} {uid} 1"), ("setgroups", "deny"), ("gid_map", f"{gid} {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as handle:
+            handle.write(text)
+    return True
+
+
+def _read_header(fd: int) -> tuple[dict, io.BufferedReader]:
+    """The job's JSON header line, and the stream on which the cases (header["cases_bytes"] bytes
+    of torch.save'd data) arrive later, when the harness asks for them."""
+    stream = os.fdopen(fd, "rb")
+    return json.loads(stream.readline()), stream
 
 
 def _set_limits(job: dict) -> None:
@@ -282,7 +326,7 @@ def _child(control: dict, fds: list[int], jobs_root: Path) -> None:
     import faulthandler
 
     faulthandler.enable()  # a crash prints where it happened, into this job's stderr
-    job, data = _read_job(job_in)
+    job, job_stream = _read_header(job_in)
     channel = Channel(report)
     try:
         _set_limits(job)
@@ -292,24 +336,22 @@ def _child(control: dict, fds: list[int], jobs_root: Path) -> None:
         if uid is not None:
             os.chown(folder, uid, uid)
         os.chdir(folder)
+        sys.path.insert(0, str(folder))  # as in Jupyter: modules the notebook writes (%%writefile) import
         for key in ("HOME", "TMPDIR"):
             os.environ[key] = str(folder)
         for key in ("MPLCONFIGDIR", "HF_HOME", "XDG_CACHE_HOME", "TORCHINDUCTOR_CACHE_DIR"):
             os.environ[key] = str(folder / f".{key.lower()}")
         import tempfile
 
-        import torch
-
         tempfile.tempdir = None
-        cases = torch.load(io.BytesIO(data), weights_only=False)  # the grader's own data
-        del data
-        harness = Harness(job, cases, channel)
+        harness = Harness(job, job_stream, channel)
         if uid is not None:
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)  # as root this changes real, effective and saved ids, and clears all capabilities
             if os.getuid() != uid or os.geteuid() != uid:
                 raise PermissionError("could not switch to the submission's user")
+            _own_network()
     except BaseException as error:  # noqa: BLE001 - reported as the grader's own failure
         channel.send(event="setup-failed", error=f"{type(error).__name__}: {error}")
         _exit(2)
@@ -324,8 +366,154 @@ def _child(control: dict, fds: list[int], jobs_root: Path) -> None:
 # --- the zygote ------------------------------------------------------------------------------------
 
 
-def _clean_up(control: dict, pid: int, jobs_root: Path) -> None:
-    """Kill whatever the child left running, then delete its folder."""
+def remove_tree(path: Path) -> None:
+    """Delete a job folder whatever it holds, never raising: any depth, any permissions, no recursion.
+
+    `shutil.rmtree` recurses (a 1,500-deep tree raises RecursionError, which ignore_errors does
+    not cover) and builds paths longer than PATH_MAX. Here every subdirectory is first moved up
+    into the top folder (by descriptor, so path length never matters), then emptied and removed.
+    """
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    try:
+        os.chmod(path, 0o700)
+        top = os.open(path, flags)
+    except OSError:
+        return
+    try:
+        pending: list[str | None] = [None]  # None: the top folder; names: folders moved into it
+        scheduled: set[str] = set()
+        moved = 0
+        while pending:
+            name = pending[-1]
+            try:
+                if name is not None:
+                    os.chmod(name, 0o700, dir_fd=top)
+                folder = top if name is None else os.open(name, flags, dir_fd=top)
+            except OSError:
+                pending.pop()
+                continue
+            found_folder = False
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        try:
+                            if not entry.is_dir(follow_symlinks=False):
+                                os.unlink(entry.name, dir_fd=folder)
+                            elif name is None:
+                                if entry.name not in scheduled:
+                                    scheduled.add(entry.name)
+                                    pending.append(entry.name)
+                                    found_folder = True
+                            else:
+                                moved += 1
+                                target = f".removing-{moved}"
+                                os.rename(entry.name, target, src_dir_fd=folder, dst_dir_fd=top)
+                                scheduled.add(target)
+                                pending.append(target)
+                                found_folder = True
+                        except OSError:
+                            continue
+            except OSError:
+                pass
+            finally:
+                if folder != top:
+                    os.close(folder)
+            if not found_folder:
+                pending.pop()
+                try:
+                    if name is None:
+                        os.rmdir(path)
+                    else:
+                        os.rmdir(name, dir_fd=top)
+                except OSError:
+                    pass
+    finally:
+        os.close(top)
+
+
+def _become_subreaper() -> bool:
+    """Make the zygote the parent of every orphan its children leave (prctl PR_SET_CHILD_SUBREAPER).
+
+    A double fork with setsid() leaves both the child's process group and session; as the
+    subreaper the zygote still finds such a process among its descendants and kills it.
+    """
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # 36: PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def _descendants(root: int) -> list[int]:
+    """Live (not zombie) processes below `root`, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        state, parent = stat[stat.rfind(b")") + 2:].split()[:2]
+        if state != b"Z":
+            children.setdefault(int(parent), []).append(int(entry))
+    found, queue = [], [root]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def kill_descendants() -> bool:
+    """SIGKILL every descendant of this process until none is left; True when none was left.
+
+    Repeated, because a process may fork while it is being killed. Only for a zygote whose
+    one job has ended: a running job's child is a descendant too.
+    """
+    for _ in range(200):
+        found = _descendants(os.getpid())
+        if not found:
+            _reap()
+            return True
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        _reap()
+    return False
+
+
+def _reap() -> dict[int, int]:
+    """Collect every ended child of this process: {pid: wait status}. Adopted orphans are collected too."""
+    ended = {}
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return ended
+        if pid == 0:
+            return ended
+        ended[pid] = status
+
+
+def _clean_up(control: dict, pid: int, jobs_root: Path, alone: bool) -> None:
+    """Kill whatever the child left running, then delete its folder. Never raises.
+
+    With a user id of its own, everything of that user dies. Otherwise, when this job ran alone
+    in the zygote (one job per zygote there), every descendant of the zygote dies, detached or not.
+    """
+    try:
+        _kill_leftovers(control, pid, alone)
+    except Exception:  # noqa: BLE001 - the zygote serves the next submissions whatever happened
+        pass
+    remove_tree(jobs_root / f"job-{control['job']}")
+
+
+def _kill_leftovers(control: dict, pid: int, alone: bool) -> None:
     uid = control.get("uid")
     if uid is not None:
         helper = os.fork()
@@ -338,12 +526,13 @@ def _clean_up(control: dict, pid: int, jobs_root: Path) -> None:
             finally:
                 os._exit(0)
         os.waitpid(helper, 0)
-    else:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    shutil.rmtree(jobs_root / f"job-{control['job']}", ignore_errors=True)
+        return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if alone:
+        kill_descendants()
 
 
 def serve(control_fd: int, jobs_root: Path, preload: list[str]) -> None:
@@ -358,6 +547,7 @@ def serve(control_fd: int, jobs_root: Path, preload: list[str]) -> None:
     import torch
 
     torch.set_num_threads(1)
+    _become_subreaper()
     for name in ["dl4nlp.exercises", "dl4nlp.instructor.autograde.trap", *preload]:
         try:
             importlib.import_module(name)
@@ -373,7 +563,7 @@ def serve(control_fd: int, jobs_root: Path, preload: list[str]) -> None:
             message, fds, _, _ = socket.recv_fds(sock, 4096, 3)
             if not message:
                 for pid, control in running.items():
-                    _clean_up(control, pid, jobs_root)
+                    _clean_up(control, pid, jobs_root, alone=len(running) == 1)
                 return  # the grader closed the socket: done
             control = json.loads(message)
             if "kill" in control:
@@ -395,16 +585,13 @@ def serve(control_fd: int, jobs_root: Path, preload: list[str]) -> None:
                 os.close(fd)
             running[pid] = control
             sock.sendall(json.dumps({"event": "started", "job": control["job"], "pid": pid}).encode())
-        for pid in list(running):
-            try:
-                finished, status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                finished, status = pid, 0
-            if finished:
-                control = running.pop(pid)
-                _clean_up(control, pid, jobs_root)
-                sock.sendall(json.dumps({"event": "ended", "job": control["job"],
-                                         "returncode": os.waitstatus_to_exitcode(status)}).encode())
+        for pid, status in _reap().items():  # a job's child, or an orphan the zygote adopted
+            control = running.pop(pid, None)
+            if control is None:
+                continue
+            _clean_up(control, pid, jobs_root, alone=not running)
+            sock.sendall(json.dumps({"event": "ended", "job": control["job"],
+                                     "returncode": os.waitstatus_to_exitcode(status)}).encode())
 
 
 if __name__ == "__main__":

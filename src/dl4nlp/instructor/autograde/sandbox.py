@@ -12,7 +12,16 @@ Otherwise each job gets a worker (a sandbox) of its own.
 
 Without bubblewrap, or when it cannot start, the zygote runs as a plain subprocess with
 the same time and memory limits, and the grader warns once: a submission can then read
-what the grading user can read, and, graded as root, fork without limit.
+what the grading user can read, and, graded as root, fork without limit. Processes it leaves
+behind are still killed after it, detached ones included (the zygote is their subreaper).
+
+The memory limit bounds each process's address space (RLIMIT_AS), not a submission: one
+that starts processes can use up to `processes` times as much (`memory_note` says so in
+every run). Submissions graded at the same time in one bubblewrap sandbox (as root) each
+get a network namespace of their own, so they share no loopback (where the kernel allows
+unprivileged user namespaces; otherwise they share the sandbox's empty one), but they see
+each other's processes in /proc, though they can neither signal nor read them (other user
+ids): grade with --jobs 1 where even that matters.
 
 The parent enforces the wall-clock limits: when a cell (or a graded function) runs past its
 limit, or a notebook past its own, the zygote kills that child and everything it started.
@@ -33,6 +42,7 @@ import sys
 import sysconfig
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +55,8 @@ ENVIRONMENT = {
     "PYTHONNOUSERSITE": "1", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1", "DL4NLP_GRADING": "1", "TQDM_DISABLE": "1", "TOKENIZERS_PARALLELISM": "false",
 }
+NO_SANDBOX = ("After each submission every process it started is killed, detached ones too (the worker adopts "
+              "them), but while it runs it shares your network, your processes and your files.")
 ZYGOTE_CAPABILITIES = ("CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL")
 
 
@@ -54,11 +66,18 @@ class Limits:
 
     cell_timeout: float = 120.0  # one notebook cell, or one graded function on all its cases
     notebook_timeout: float = 600.0  # the whole submission
-    memory_mb: int = 4096  # address space (RLIMIT_AS)
+    memory_mb: int = 4096  # address space of each process (RLIMIT_AS), not of the submission: see `memory_note`
     processes: int = 64  # tasks of the submission's user (RLIMIT_NPROC), threads included
     tmp_mb: int = 512  # the private /tmp of a worker (bubblewrap only)
     file_mb: int = 256  # largest file a submission may write (RLIMIT_FSIZE)
     output_mb: int = 64  # most a submission may send back
+
+
+def memory_note(limits: Limits) -> str:
+    """What --memory-mb means, said plainly: it bounds each process, and a submission may start several."""
+    return (f"--memory-mb {limits.memory_mb} bounds the address space of each process of a submission "
+            f"(RLIMIT_AS), not the submission as a whole: one that starts processes (up to {limits.processes}, "
+            "threads included) can use more in all. Grade with fewer --jobs on a machine with little memory.")
 
 
 @dataclass
@@ -89,7 +108,8 @@ class Sandbox:
         if requested not in ("auto", "bubblewrap", "none"):
             raise ValueError(f"DL4NLP_SANDBOX must be auto, bubblewrap or none, not {requested!r}")
         if requested == "none":
-            self.warning = "DL4NLP_SANDBOX=none: submissions run as plain subprocesses, not contained"
+            self.warning = ("DL4NLP_SANDBOX=none: submissions run as plain subprocesses, not contained. "
+                            + NO_SANDBOX)
             return
         problem = self._probe()
         if problem is None:
@@ -98,8 +118,8 @@ class Sandbox:
             raise RuntimeError(f"bubblewrap was requested but does not work here: {problem}")
         else:
             self.warning = (f"{problem}. Submissions run as plain subprocesses with time and memory limits only: "
-                            "they can read what you can read and, run as root, fork without limit. "
-                            "Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) to contain them.")
+                            "they can read what you can read and, run as root, fork without limit. " + NO_SANDBOX
+                            + " Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) to contain them.")
 
     @property
     def drops_user(self) -> bool:
@@ -141,6 +161,7 @@ class Sandbox:
                 continue
             if not path.is_relative_to(prefix) and (
                     package.is_relative_to(path)  # an editable install's src/: the real dl4nlp stays out
+                    or (path / "dl4nlp").exists()  # another checkout's (the venv's editable install, say)
                     or any(path.is_relative_to(h) or h.is_relative_to(path) for h in self.private)):
                 continue
             paths.append(path)
@@ -186,8 +207,7 @@ class Sandbox:
             command += ["--ro-bind", str(source), str(target)]
             made.add(target)
         command += ["--chdir", "/tmp", "--clearenv"]
-        # The trapped copy first on the path, as in a plain subprocess: where the grader runs a checkout
-        # through PYTHONPATH, an editable install of another checkout would otherwise win inside.
+        # The trapped copy first on the path, whatever else the environment's .pth files add.
         for key, value in {**self._environment(Path("/tmp")), "PYTHONPATH": str(package.parent)}.items():
             command += ["--setenv", key, value]
         return command
@@ -229,13 +249,19 @@ class Worker:
         self.stderr: _Tail | None = None
         self._lock = threading.RLock()
         self._inboxes: dict[int, queue.Queue] = {}
+        self._stopped = False  # the zygote closed its socket: it is gone, or going, even if bubblewrap still runs
 
     def start(self) -> None:
-        """Start the zygote, unless it runs already; RuntimeError if it cannot."""
+        """Start the zygote, unless it runs already; RuntimeError if it cannot.
+
+        A zygote that stopped is never reused, even while bubblewrap is still exiting: it is
+        waited for, and a new one starts.
+        """
         with self._lock:
-            if self.process is not None and self.process.poll() is None:
+            if self.process is not None and self.process.poll() is None and not self._stopped:
                 return
             self.close()
+            self._stopped = False
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             command, environment, cwd = self.sandbox.zygote(theirs.fileno())
             try:
@@ -262,6 +288,8 @@ class Worker:
                 data = b""
             if not data:
                 with self._lock:
+                    if self.socket is sock:
+                        self._stopped = True
                     for inbox in self._inboxes.values():
                         inbox.put({"event": "gone"})
                 return
@@ -280,9 +308,11 @@ class Worker:
                 socket.send_fds(self.socket, [json.dumps(message).encode()], list(fds))
 
     def close(self) -> None:
+        """Stop the zygote and wait until bubblewrap (and so everything in its sandbox) has exited."""
         with self._lock:
-            if self.process is not None and self.process.poll() is None:
-                _kill_group(self.process.pid)
+            if self.process is not None:
+                if self.process.poll() is None:
+                    _kill_group(self.process.pid)
                 self.process.wait()
             if self.socket is not None:
                 self.socket.close()
@@ -310,9 +340,9 @@ class Worker:
         finally:
             for fd in (job_in, report_out, error_out):
                 os.close(fd)
-        threading.Thread(target=_write_all, args=(job_out, json.dumps(header).encode() + b"\n" + cases),
-                         daemon=True).start()
-        reader, stderr = _EventReader(report_in, limits.output_mb * 2**20), _Tail(os.fdopen(error_in, "rb"))
+        feeder = _Feeder(job_out, json.dumps(header).encode() + b"\n", cases)
+        reader = _EventReader(report_in, limits.output_mb * 2**20, on_cases=feeder.release)
+        stderr = _Tail(os.fdopen(error_in, "rb"))
         run, start, child, deadline = Run(), time.monotonic(), None, None
         while True:
             try:
@@ -343,6 +373,7 @@ class Worker:
                 break
         with self._lock:
             self._inboxes.pop(job, None)
+        feeder.finish()
         reader.join(10)
         stderr.join(5)
         run.events, run.running, run.stderr = reader.events, reader.running, stderr.text()
@@ -376,12 +407,37 @@ def _start_kept(command: list[str], **options: object) -> subprocess.Popen:
     return started["process"]
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-    except OSError:
-        pass  # the child died before reading its job: the run reports it
+class _Feeder(threading.Thread):
+    """Writes a job to its child: the header at once, the cases only when the harness asks for them.
+
+    The harness asks once every cell has run, so no cell can read the cases (from the harness's
+    memory, say) and make them part of its output: feedback shows cell errors, and cases must
+    stay hidden. Anything the submission sends after the release is treated as case-dependent.
+    """
+
+    def __init__(self, fd: int, header: bytes, cases: bytes) -> None:
+        super().__init__(daemon=True)
+        self.fd, self.header, self.cases = fd, header, cases
+        self._released, self._finished = threading.Event(), threading.Event()
+        self.start()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def finish(self) -> None:
+        self._finished.set()
+
+    def run(self) -> None:
+        try:
+            with os.fdopen(self.fd, "wb") as stream:
+                stream.write(self.header)
+                stream.flush()
+                while not self._released.wait(0.2):
+                    if self._finished.is_set():
+                        return
+                stream.write(self.cases)
+        except OSError:
+            pass  # the child died before reading its job: the run reports it
 
 
 def _kill_group(pid: int) -> None:
@@ -405,40 +461,74 @@ def _tasks_of(uid: int) -> int:
     return count
 
 
-class _EventReader(threading.Thread):
-    """Reads a child's JSON lines; remembers which cell or part is running and since when."""
+MAX_EVENT_BYTES = 24 * 2**20  # one line of the report: a part's outputs (16 MiB) in base64, with room
+MAX_EVENTS = 20_000  # two per cell and part, and a few more
+KINDS = {"ready", "cell", "part", "cases", "done", "setup-failed", "harness-failed"}
 
-    def __init__(self, fd: int, limit: int) -> None:
+
+class _EventReader(threading.Thread):
+    """Reads a child's JSON lines; remembers which cell or part is running and since when.
+
+    Everything on this channel may be forged by the submission, so what is kept is bounded:
+    at most `limit` bytes are read (then the channel is closed and an "overflow" event added),
+    lines longer than MAX_EVENT_BYTES are skipped unparsed, only known kinds of event are kept,
+    at most MAX_EVENTS of them, and only the first end of each cell and each part counts.
+    Cell events sent after the cases were released are dropped (the harness runs no cell then),
+    and so are part events sent before (it runs no graded function then).
+    """
+
+    def __init__(self, fd: int, limit: int, on_cases: Callable[[], None] = lambda: None) -> None:
         super().__init__(daemon=True)
-        self.fd, self.limit = fd, limit
+        self.fd, self.limit, self.on_cases = fd, limit, on_cases
         self.events: list[dict] = []
         self.running: dict | None = None
         self.running_since = 0.0
+        self.released = False  # the cases were sent
+        self._ended: set[tuple[str, object]] = set()
         self.start()
 
     def run(self) -> None:
-        received, pending = 0, b""
+        received, pending, skipping = 0, bytearray(), False
         with os.fdopen(self.fd, "rb", buffering=0) as stream:
             while chunk := stream.read(1 << 16):
                 received += len(chunk)
-                if received > self.limit:
+                if received > self.limit or len(self.events) >= MAX_EVENTS:
                     self.events.append({"event": "overflow"})
-                    while stream.read(1 << 16):
-                        pass  # drain, so that the writer is not blocked, and keep nothing
-                    return
-                *lines, pending = (pending + chunk).split(b"\n")
-                for line in lines:
-                    self._handle(line)
+                    return  # closing the channel: the child's next report fails and it ends
+                start = 0
+                while (newline := chunk.find(b"\n", start)) >= 0:
+                    if not skipping and len(pending) + newline - start <= MAX_EVENT_BYTES:
+                        pending += chunk[start:newline]
+                        self._handle(bytes(pending))
+                    pending.clear()
+                    skipping, start = False, newline + 1
+                if not skipping:
+                    pending += chunk[start:]
+                    if len(pending) > MAX_EVENT_BYTES:
+                        pending.clear()
+                        skipping = True  # the rest of this line is not kept
 
     def _handle(self, line: bytes) -> None:
         try:
             event = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             return
-        if not isinstance(event, dict):
+        if not isinstance(event, dict) or event.get("event") not in KINDS:
             return
-        self.events.append(event)
         kind, phase = event.get("event"), event.get("phase")
+        if kind == "cases":
+            if not self.released:
+                self.released = True
+                self.on_cases()
+            return
+        if (kind == "cell" and self.released) or (kind == "part" and not self.released):
+            return  # the harness runs cells before it asks for the cases, and graded functions after
+        if kind in ("cell", "part") and phase == "end":
+            key = (kind, repr(event.get("index", event.get("name"))))
+            if key in self._ended:
+                return  # only the first result counts
+            self._ended.add(key)
+        self.events.append(event)
         if kind in ("cell", "part") and phase == "start":
             self.running = {kind: event.get("index", event.get("name"))}
             self.running_since = time.monotonic()

@@ -10,8 +10,12 @@ metadata. The grader never trusts a cell's role blindly:
   whatever the name (``lstm_cell``) refers to at the end. A solution cell is recognised by
   its nbgrader metadata or, when that is gone, by the marker every released stub carries,
   the definition ``def lstm_cell(``; what was recovered is reported;
-- IPython syntax is neutralised: ``!pip ...`` and ``%magic`` lines become ``pass``, cells
-  with a non-Python cell magic (``%%bash``) are skipped.
+- IPython syntax runs as Jupyter would run it, where it can: ``!pip ...`` and ``%magic`` lines
+  become ``pass``, ``x = !ls`` assigns an empty list, ``%time statement`` runs the statement,
+  ``%%writefile`` writes its file; cells with another non-Python cell magic (``%%bash``) are
+  skipped, each with a note;
+- sizes are bounded (the file, each cell, all cells) before anything is parsed, and the
+  grader parses only in a memory-limited process (`parse_limited`).
 
 `reference_uses` and `forbidden_uses` read, in the code a graded function reaches (its own,
 and the notebook's top-level functions it calls), uses of the graded reference functions and
@@ -23,13 +27,22 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
-from dataclasses import dataclass, field
+import struct
+import subprocess
+import sys
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import BinaryIO
 
 from dl4nlp.exercises.calls import FORBIDDEN, REFERENCE, Program, Use, find_uses, targets
 from dl4nlp.instructor.autograde.rubric import Rubric, normalised
 
 MAX_NOTEBOOK_BYTES = 50 * 2**20
+MAX_CELL_CHARS = 200_000  # one code cell: parsing Python costs about 200 bytes of memory per character
+MAX_SOURCE_CHARS = 2_000_000  # all code cells together
 PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun", "debug", "python", "python3"}
 DOWNLOAD_AGAIN = "download it again (Colab: File > Download > Download .ipynb; Jupyter: File > Download)"
 
@@ -51,6 +64,8 @@ class CodeCell:
 class Submission:
     cells: list[CodeCell]
     notes: list[str] = field(default_factory=list)  # what was recovered or looks wrong, for `detail`
+    uses: dict[str, str] | None = None  # `reference_uses`, when computed where the source was parsed
+    forbidden: dict[str, str] | None = None  # `forbidden_uses`, likewise
 
     @property
     def runnable(self) -> list[CodeCell]:
@@ -97,8 +112,17 @@ def _text(source: object) -> str | None:
     return None
 
 
+ASSIGNED_MAGIC = re.compile(r"^(\s*[A-Za-z_]\w*\s*=\s*)[!%].*$")
+TIMED_LINE = re.compile(r"^(\s*)%time\s+(.*)$")
+
+
 def python_source(source: str) -> str | None:
-    """The cell as plain Python: shell and magic lines become `pass`; None for a non-Python cell magic."""
+    """The cell as plain Python, as Jupyter would run it; None for a cell magic that cannot run here.
+
+    Shell and magic lines become `pass`; `x = !cmd` and `x = %magic` assign an empty list (no
+    shell while grading); `%time statement` runs the statement; a `%%writefile` cell writes its
+    file (in the submission's own folder).
+    """
     try:
         ast.parse(source)
         return source
@@ -107,18 +131,46 @@ def python_source(source: str) -> str | None:
     lines = source.splitlines()
     first = lines[0].strip() if lines else ""
     if first.startswith("%%"):
-        magic = first[2:].split()[0] if first[2:].split() else ""
+        words = first[2:].split()
+        magic = words[0] if words else ""
+        if magic == "writefile":
+            return _write_file(words[1:], lines[1:])
         if magic not in PYTHON_CELL_MAGICS:
             return None
         lines = ["pass  # " + first] + lines[1:]
     python = []
     for line in lines:
         stripped = line.lstrip()
-        if stripped.startswith(("!", "%")):
-            python.append(line[:len(line) - len(stripped)] + "pass  # " + stripped)
+        indent = line[:len(line) - len(stripped)]
+        if (timed := TIMED_LINE.match(line)) and not stripped.startswith("%timeit"):
+            python.append(timed.group(1) + timed.group(2))
+        elif assigned := ASSIGNED_MAGIC.match(line):
+            python.append(f"{assigned.group(1)}[]  # {stripped}")
+        elif stripped.startswith(("!", "%")):
+            python.append(indent + "pass  # " + stripped)
         else:
             python.append(line)
     return "\n".join(python)
+
+
+def _write_file(options: list[str], body: list[str]) -> str | None:
+    """`%%writefile [-a] NAME` as Python: the cell's text written to NAME, relative to the working folder."""
+    append = bool(options) and options[0] in ("-a", "--append")
+    names = options[1:] if append else options
+    if len(names) != 1:
+        return None
+    text = "".join(line + "\n" for line in body)
+    return f"with open({names[0]!r}, {'a' if append else 'w'!r}) as _writefile:\n    _writefile.write({text!r})"
+
+
+def _check_size(name: str, index: int, cell: int, total: int) -> None:
+    """InvalidSubmission for a cell or a notebook with more code than any answer needs (and parsing affords)."""
+    if cell > MAX_CELL_CHARS:
+        raise InvalidSubmission(f"cell {index} of {name} holds {cell:,} characters of code, more than the "
+                                f"{MAX_CELL_CHARS:,} a cell may hold: remove pasted data or outputs from it")
+    if total > MAX_SOURCE_CHARS:
+        raise InvalidSubmission(f"the code cells of {name} hold more than {MAX_SOURCE_CHARS:,} characters, more "
+                                "than a notebook may hold: remove pasted data or outputs from its cells")
 
 
 def _top_level_names(source: str, parts: set[str]) -> tuple[str, ...]:
@@ -148,7 +200,7 @@ def read_submission(data: bytes, name: str, rubric: Rubric) -> Submission:
     parts = set(rubric.points)
     cells: list[CodeCell] = []
     notes: list[str] = []
-    skipped = 0
+    skipped = total = 0
     for index, raw in enumerate(parse_notebook(data, name), start=1):
         if not isinstance(raw, dict) or raw.get("cell_type") != "code":
             continue
@@ -156,6 +208,8 @@ def read_submission(data: bytes, name: str, rubric: Rubric) -> Submission:
         if text is None:
             skipped += 1
             continue
+        total += len(text)
+        _check_size(name, index, len(text), total)
         nbgrader = _nbgrader(raw)
         grade_id = nbgrader.get("grade_id") if isinstance(nbgrader.get("grade_id"), str) else None
         python = python_source(text)
@@ -229,3 +283,125 @@ def forbidden_uses(submission: Submission, rubric: Rubric) -> dict[str, str]:
     """{part: the first forbidden library call its code uses}: "uses torch.lstm_cell in lstm_cell (cell 8)"."""
     return {name: str(forbidden[0]) for name, found in static_uses(submission, rubric).items()
             if (forbidden := [use for use in found if use.kind == FORBIDDEN])}
+
+
+# --- parsing in a process of its own ------------------------------------------------------------
+
+PARSER_MEMORY_MB = 1536  # address space the parser may add to what it holds after importing
+
+
+class LimitedReader:
+    """`read_submission`, `reference_uses` and `forbidden_uses` in a process of their own, whose memory is limited.
+
+    Parsing untrusted JSON and Python costs memory out of proportion to the file (`ast.parse`
+    of a 34 MB cell took 6.9 GB), so the grader never parses a submission itself: a reader
+    process started once per run (python -m dl4nlp.instructor.autograde.submission) loads the
+    rubric, limits its own address space, and answers one request at a time. If it dies
+    (out of memory, say), the submission is invalid and the next one gets a new reader.
+    """
+
+    def __init__(self, root: Path, assignment: str) -> None:
+        self.root, self.assignment = root, assignment
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen | None = None
+
+    def _start(self) -> subprocess.Popen:
+        if self._process is None or self._process.poll() is not None:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "dl4nlp.instructor.autograde.submission", str(self.root), self.assignment],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        return self._process
+
+    def read(self, data: bytes, name: str) -> Submission:
+        """The submission, parsed by the reader process; InvalidSubmission if it cannot be read."""
+        with self._lock:
+            process = self._start()
+            try:
+                _send(process.stdin, json.dumps({"name": name}).encode())
+                _send(process.stdin, data)
+                answer = json.loads(_receive(process.stdout))
+            except (OSError, ValueError, EOFError):
+                self.close()
+                raise InvalidSubmission(f"{name} is too large or too complex to read: clear the outputs (Edit > "
+                                        "Clear all outputs), remove pasted data and download it again") from None
+        if "invalid" in answer:
+            raise InvalidSubmission(answer["invalid"])
+        if "error" in answer:
+            raise RuntimeError(answer["error"])
+        cells = [CodeCell(c["index"], c["source"], c["role"], c["grade_id"], tuple(c["defines"]))
+                 for c in answer["cells"]]
+        return Submission(cells, answer["notes"], answer["uses"], answer["forbidden"])
+
+    def close(self) -> None:
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.kill()
+            self._process.wait()
+            for stream in (self._process.stdin, self._process.stdout):
+                stream.close()
+            self._process = None
+
+
+def _send(stream: BinaryIO, data: bytes) -> None:
+    stream.write(struct.pack("!Q", len(data)) + data)
+    stream.flush()
+
+
+def _receive(stream: BinaryIO) -> bytes:
+    head = stream.read(8)
+    if len(head) != 8:
+        raise EOFError("the reader stopped")
+    size = struct.unpack("!Q", head)[0]
+    data = stream.read(size)
+    if len(data) != size:
+        raise EOFError("the reader stopped")
+    return data
+
+
+def _limit_memory(extra_mb: int) -> None:
+    """Limit this process's address space to what it holds now plus `extra_mb`."""
+    import resource
+
+    with open("/proc/self/status") as status:
+        size_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+    limit = size_kb * 1024 + extra_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _answer(data: bytes, name: str, rubric: Rubric) -> dict:
+    try:
+        submission = read_submission(data, name, rubric)
+        uses, forbidden = reference_uses(submission, rubric), forbidden_uses(submission, rubric)
+    except InvalidSubmission as error:
+        return {"invalid": str(error)}
+    except (MemoryError, RecursionError):
+        return {"invalid": f"{name} is too large or too complex to read: remove pasted data and download it again"}
+    except Exception as error:  # noqa: BLE001 - reported as the grader's failure on this submission
+        return {"error": f"{type(error).__name__}: {error}"}
+    return {"cells": [asdict(cell) for cell in submission.cells], "notes": submission.notes, "uses": uses,
+            "forbidden": forbidden}
+
+
+def _serve(root: Path, assignment: str) -> None:
+    """The reader process: requests (a JSON header, the notebook's bytes) in, answers out, until stdin closes."""
+    from dl4nlp.instructor.autograde.rubric import load_rubric
+
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # whatever an import prints goes to stderr, not into the answers
+    rubric = load_rubric(root, assignment)
+    if sys.platform == "linux":
+        _limit_memory(PARSER_MEMORY_MB)
+    requests = sys.stdin.buffer
+    while True:
+        try:
+            header = json.loads(_receive(requests))
+            data = _receive(requests)
+        except EOFError:
+            return
+        _send(answers, json.dumps(_answer(data, header["name"], rubric)).encode())
+        del data
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _serve(Path(sys.argv[1]), sys.argv[2])
