@@ -1533,3 +1533,17 @@ def test_without_a_user_id_per_submission_a_detached_process_dies_with_its_submi
     lines = result.stdout.splitlines()
     assert [line.split()[:3] for line in lines] == [[name, "13.0", "graded"] for name in
                                                    ("a-daemon", "b-honest", "c-honest")], lines
+
+
+def test_every_line_of_the_threat_model_names_tests_that_exist():
+    """The instructors' page says what the grader stops and which test proves it: those tests exist."""
+    page = (ROOT / "book" / "instructors.md").read_text()
+    table = page.split("### What the grader stops, and what it cannot", 1)[1].split("What it cannot stop", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| A submission")]
+    assert len(rows) >= 10
+    source = Path(__file__).read_text()
+    for row in rows:
+        named = re.findall(r"`([\w-]+)`", row.rsplit("|", 2)[-2])
+        assert named, row
+        for name in named:
+            assert name in SCENARIOS or f"def {name}(" in source, f"the threat model names {name}, which is no test"
