@@ -10,12 +10,9 @@
 from __future__ import annotations
 
 import ast
-import csv
 import inspect
 import json
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 

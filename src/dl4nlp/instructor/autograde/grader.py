@@ -414,6 +414,17 @@ class Grader:
         return _hide_messages(judge(self.rubric.exercises.part(name), cases, expected, outcomes),
                               self.rubric.exercises.part(name), cases, expected, outcomes)
 
+    def _partial_points(self, name: str, event: dict | None, cases: list[Case], expected: list,
+                        max_points: float) -> float:
+        """With --partial: the part's points times the fraction of cases passed (0 if it did not run)."""
+        if event is None or event.get("problem"):
+            return 0.0
+        try:
+            outcomes = _load_outcomes(str(event.get("outputs", "")), len(cases))
+        except ValueError:
+            return 0.0
+        return round(max_points * passed_fraction(self.rubric.exercises.part(name), cases, expected, outcomes), 2)
+
 
 # --- what feedback that hides the cases may say -----------------------------------------------------
 # Text a graded function produced while it ran on the grader's cases (an exception's message, or
@@ -481,17 +492,6 @@ def read_bounded(path: Path) -> bytes:
     if len(data) > limit:
         raise too_large
     return data
-
-    def _partial_points(self, name: str, event: dict | None, cases: list[Case], expected: list,
-                        max_points: float) -> float:
-        """With --partial: the part's points times the fraction of cases passed (0 if it did not run)."""
-        if event is None or event.get("problem"):
-            return 0.0
-        try:
-            outcomes = _load_outcomes(str(event.get("outputs", "")), len(cases))
-        except ValueError:
-            return 0.0
-        return round(max_points * passed_fraction(self.rubric.exercises.part(name), cases, expected, outcomes), 2)
 
 
 def download_names(entry: Path, name: str) -> list[Path]:
