@@ -52,6 +52,9 @@ def _grade(args: argparse.Namespace, root: Path, csv_path: Path | None, feedback
 
     def progress(report) -> None:
         print(f"{visible(report.student):<24} {report.score:>5g}/{report.max_score:g}  {report.status}", flush=True)
+        if report.log.strip():  # a crash: where it happened, for you (students never see this)
+            print(f"dl4nlp {args.command}: {visible(report.student)} {report.status}; the sandbox said:\n"
+                  + visible(report.log.strip()).replace("\\n", "\n"), file=sys.stderr, flush=True)
 
     private = [path.resolve().parent if path.suffix else path.resolve() for path in (csv_path, feedback) if path]
     graded = grade_folder(root, args.assignment, submissions, jobs=args.jobs, limits=limits, private=private,

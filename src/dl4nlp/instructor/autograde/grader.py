@@ -77,6 +77,7 @@ class Report:
     parts: list[PartResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     cell_errors: list[tuple[int, str, tuple[str, ...]]] = field(default_factory=list)  # (cell, error, defines)
+    log: str = ""  # for the instructor only (never in the CSV or feedback): what a crashed run wrote on stderr
 
     @property
     def score(self) -> float:
@@ -289,6 +290,8 @@ class Grader:
         fatal = self._fatal(run, cells, done, setup)
         if fatal:
             report.status, report.problem = fatal
+            if report.status in ("crashed", "error"):
+                report.log = crash_log(run.stderr)
         stopped = None if fatal else self._stopped_early(cells)
         if stopped:
             report.status, report.problem = stopped
@@ -474,6 +477,15 @@ def _hide_messages(verdict: Verdict, part, cases: list[Case], expected: list, ou
         return verdict
     hidden = judge(part, cases, expected, _without_messages(outcomes))
     return Verdict(verdict.passed, verdict.message, hidden.summary, verdict.bug)
+
+
+def crash_log(stderr: str, limit: int = 3000) -> str:
+    """Where a run crashed: faulthandler's report from the job's stderr ("Fatal Python error: ..." and the
+    stack), without its long list of extension modules; else the end of stderr."""
+    start = stderr.rfind("Fatal Python error")
+    text = stderr[start:] if start >= 0 else stderr[-limit:]
+    lines = [line for line in text.splitlines() if not line.startswith("Extension modules:")]
+    return "\n".join(lines)[:limit]
 
 
 def read_bounded(path: Path) -> bytes:
