@@ -60,7 +60,8 @@ def test_every_assignment_is_released_with_exercises_and_a_test_cell_per_part(as
     assert (ROOT / "assignments" / assignment / solutions[0].name).is_file(), f"run `dl4nlp release {assignment}`"
     parts = exercises.load(assignment).points
     notebook = read(solutions[0])
-    solution_ids = [nbgrader(c)["grade_id"] for c in notebook.cells if nbgrader(c).get("solution")]
+    solution_ids = [nbgrader(c)["grade_id"] for c in notebook.cells
+                    if nbgrader(c).get("solution") and c.cell_type == "code"]  # markdown: written answers
     tests = {nbgrader(c)["grade_id"]: nbgrader(c) for c in notebook.cells
              if nbgrader(c).get("grade") and not nbgrader(c).get("solution")}
     assert solution_ids == list(parts), "one solution cell per part, in the order of the exercises"

@@ -37,7 +37,7 @@ from dl4nlp.instructor import GradingError
 from dl4nlp.instructor.autograde.rubric import Rubric, load_rubric, trapped_package
 from dl4nlp.instructor.autograde.sandbox import UID_BASE, Limits, Run, Sandbox, Worker
 from dl4nlp.instructor.autograde.submission import (InvalidSubmission, Submission, forbidden_uses, read_submission,
-                                                     reference_uses)
+                                                     reference_uses, written_answers)
 
 MAX_LISTED = 20  # notes and cell errors kept per submission
 SECRET_FILE = ".grading-secret"
@@ -74,6 +74,7 @@ class Report:
     parts: list[PartResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     cell_errors: list[tuple[int, str, tuple[str, ...]]] = field(default_factory=list)  # (cell, error, defines)
+    answers: list[tuple[str, float, str]] = field(default_factory=list)  # (question, points, answer), graded by hand
 
     @property
     def score(self) -> float:
@@ -160,7 +161,9 @@ class Grader:
             path = self._notebook(entry, report)
             if path is None:
                 return self._zero(report)
-            submission = read_submission(path.read_bytes(), path.name, self.rubric)
+            data = path.read_bytes()
+            submission = read_submission(data, path.name, self.rubric)
+            report.answers = written_answers(data, path.name, self.rubric)
             report.notes += submission.notes[:MAX_LISTED]
             if len(submission.notes) > MAX_LISTED:
                 report.notes.append(f"and {len(submission.notes) - MAX_LISTED} more notes")
@@ -232,7 +235,10 @@ class Grader:
                     for name, drawn in cases.items()}
         header = {"cells": [[cell.index, cell.source] for cell in submission.runnable],
                   "parts": {part.name: part.module for part in rubric.exercises.parts},
-                  "forbidden": {part.name: list(part.forbidden) for part in rubric.exercises.parts}}
+                  "forbidden": {part.name: list(part.forbidden) for part in rubric.exercises.parts},
+                  "given": {part.name: {name: f"{function.__module__}:{function.__qualname__}"
+                                        for name, function in part.given.items()}
+                            for part in rubric.exercises.parts if part.given}}
         with self._lock:
             uid = next(self._uids) if self.sandbox.drops_user else None
         if not self._workers:

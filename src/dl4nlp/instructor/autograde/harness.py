@@ -133,6 +133,9 @@ class Harness:
         self.torch, self.exercises, self.calls, self.trap = torch, exercises, calls, trap
         self.references = {name: getattr(importlib.import_module(module), name, None)
                            for name, module in job["parts"].items()}
+        # {part: {name: the grader's own function}}: bound in the namespace while the part runs (Part.given)
+        self.given = {part: {name: _resolve(where) for name, where in functions.items()}
+                      for part, functions in job.get("given", {}).items()}
         self.namespace = {"__name__": "__main__", "__builtins__": builtins,
                           "display": lambda *objects, **options: None, "get_ipython": lambda: None}
         self.builtins = dict(vars(builtins))  # pristine: no student code has run yet
@@ -202,7 +205,7 @@ class Harness:
         watched = watch.wrap(function)
         outcomes: list[tuple[object, str | None]] = []
         try:
-            with _alarm(self.job["cell_timeout"]):
+            with _alarm(self.job["cell_timeout"]), self.exercises.binding(self.given.get(name, {}), self.namespace):
                 for args in self.cases[name]:
                     outcome = self.exercises.call(watched, self.exercises.Case(tuple(args), ""))
                     self.guard()
@@ -245,6 +248,17 @@ class Harness:
             self.restore_builtins()
             self.channel.send(event="part", phase="end", name=name, **result)
         self.channel.send(event="done")
+
+
+def _resolve(where: str) -> object:
+    """The object named "module:qualified.name"."""
+    import importlib
+
+    module, _, name = where.partition(":")
+    value: object = importlib.import_module(module)
+    for attribute in name.split("."):
+        value = getattr(value, attribute)
+    return value
 
 
 def _read_job(fd: int) -> tuple[dict, bytes]:

@@ -190,6 +190,31 @@ def read_submission(data: bytes, name: str, rubric: Rubric) -> Submission:
     return Submission(cells, notes)
 
 
+MAX_ANSWER_CHARACTERS = 5000
+
+
+def written_answers(data: bytes, name: str, rubric: Rubric) -> list[tuple[str, float, str]]:
+    """(question, points, answer) for each written answer of the rubric, in order ("" if none was found).
+
+    An answer is the markdown cell with the answer's ``grade_id`` or, when its metadata is gone,
+    the markdown cell right after the question. Nothing is graded: the feedback page shows them.
+    """
+    questions = {normalised(question): grade_id for grade_id, (question, _) in rubric.answers.items()}
+    found: dict[str, str] = {}
+    previous = ""
+    for raw in parse_notebook(data, name):
+        text = (_text(raw.get("source")) if isinstance(raw, dict) else None) or ""
+        if isinstance(raw, dict) and raw.get("cell_type") == "markdown":
+            nbgrader = _nbgrader(raw)
+            grade_id = nbgrader.get("grade_id")
+            if isinstance(grade_id, str) and grade_id in rubric.answers and nbgrader.get("solution"):
+                found[grade_id] = text
+            elif questions.get(previous) and questions[previous] not in found:
+                found[questions[previous]] = text
+        previous = normalised(text)
+    return [(question, points, found.get(grade_id, "").strip()[:MAX_ANSWER_CHARACTERS])
+            for grade_id, (question, points) in rubric.answers.items()]
+
 # --- answers taken from the reference, library calls that do a part's work -----------------------
 
 
