@@ -26,8 +26,9 @@ from submissions import autograde, nbgrader, perturbed, read, replaced, solution
 
 from dl4nlp import exercises
 from dl4nlp.instructor.release import assignments, release
-from dl4nlp.instructor.sync import (BEGIN, END, course_markdown, course_notebooks, graded_functions, repository,
-                                    solution_cell_source, strip_solution_markers, sync_markdown, sync_notebook)
+from dl4nlp.instructor.sync import (BEGIN, END, course_markdown, course_notebooks, graded_functions, release_tag,
+                                    repository, solution_cell_source, strip_solution_markers, sync_markdown,
+                                    sync_notebook)
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = assignments(ROOT)
@@ -121,9 +122,11 @@ def test_repository_url_lives_in_one_place(tmp_path):
     """Change the repository in _config.yml, sync: no notebook or page names the old one."""
     course = copy_course(tmp_path)
     old_url, old_branch = repository(course)
+    old_tag = release_tag(course)
     config = course / "_config.yml"
     config.write_text(config.read_text().replace(old_url, "https://github.com/someone/fork")
-                      .replace(f"branch: {old_branch}", "branch: fall-term"))
+                      .replace(f"branch: {old_branch}", "branch: fall-term")
+                      .replace(f"release_tag: {old_tag}", "release_tag: term-2027-spring"))
     for notebook in course_notebooks(course):
         sync_notebook(notebook, course)
     for page in course_markdown(course):
@@ -132,8 +135,9 @@ def test_repository_url_lives_in_one_place(tmp_path):
     old_repository = old_url.split("github.com/", 1)[1]
     assert not [p for p in derived if old_repository in p.read_text()]
     texts = "".join(p.read_text() for p in derived)
-    assert "colab.research.google.com/github/someone/fork/blob/fall-term/assignments/" in texts
-    assert "git+https://github.com/someone/fork@fall-term" in texts
+    assert "colab.research.google.com/github/someone/fork/blob/fall-term/assignments/" in texts  # badges: the branch
+    assert "git+https://github.com/someone/fork@term-2027-spring" in texts  # setup cells: the term's tag
+    assert "git+https://github.com/someone/fork@fall-term" not in texts and f"@{old_tag}\"" not in texts
 
 
 @pytest.mark.parametrize("path", [*course_notebooks(ROOT), *ROOT.glob("assignments/*/*.ipynb")],
