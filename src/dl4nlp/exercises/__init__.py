@@ -11,7 +11,8 @@ A part builds its cases from a `torch.Generator`, so nothing is stored: the auto
 draws secret cases per student and computes the reference's outputs itself; the student
 self-check (`dl4nlp.selfcheck`) draws public ones. Each call is checked twice: its outputs,
 and the gradients of its outputs with respect to every floating-point input (tensors and
-the parameters of modules passed in), so that a detached or numpy implementation fails. A
+the parameters of modules passed in), so that a detached or numpy implementation fails (a part
+whose output is itself a gradient, `Part.gradients` False, is checked on its outputs only). A
 part passes only if every case matches the reference: its points are all or nothing. An
 answer that uses the reference, or one of the part's `forbidden` calls, scores nothing
 whatever it returns: `dl4nlp.exercises.calls` finds both, in the code the graded function

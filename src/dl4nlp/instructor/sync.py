@@ -146,8 +146,10 @@ def rules_cell_source(part: Part) -> str:
     return (f"**Rules for `{part.name}`** ({points}). Write it with tensor operations. "
             + (f"These calls would do the work in one line, so using them scores 0 for this part: {calls}. "
                if calls else "")
-            + "The grader calls your function on its own cases and compares the outputs, and their gradients "
-              "with respect to every input, with the reference implementation."
+            + ("The grader calls your function on its own cases and compares the outputs, and their gradients "
+               "with respect to every input, with the reference implementation." if part.gradients else
+               "The grader calls your function on its own cases and compares its outputs (gradients themselves) "
+               "with the reference implementation's.")
             + (f" If a wrong answer matches one of these typical bugs, the feedback names it:\n\n{bugs}"
                if bugs else ""))
 
