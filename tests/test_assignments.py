@@ -23,8 +23,9 @@ from submissions import autograde, nbgrader, perturbed, read, replaced, solution
 
 from dl4nlp import exercises
 from dl4nlp.instructor.release import assignments, release
-from dl4nlp.instructor.sync import (BEGIN, END, course_markdown, course_notebooks, graded_functions, repository,
-                                    solution_cell_source, strip_solution_markers, sync_markdown, sync_notebook)
+from dl4nlp.instructor.sync import (BEGIN, END, course_markdown, course_notebooks, graded_functions, release_tag,
+                                    repository, solution_cell_source, strip_solution_markers, sync_markdown,
+                                    sync_notebook)
 
 pytestmark = pytest.mark.instructor  # needs the instructor tools: not run by the Colab check
 
@@ -59,7 +60,8 @@ def test_every_assignment_is_released_with_exercises_and_a_test_cell_per_part(as
     assert (ROOT / "assignments" / assignment / solutions[0].name).is_file(), f"run `dl4nlp release {assignment}`"
     parts = exercises.load(assignment).points
     notebook = read(solutions[0])
-    solution_ids = [nbgrader(c)["grade_id"] for c in notebook.cells if nbgrader(c).get("solution")]
+    solution_ids = [nbgrader(c)["grade_id"] for c in notebook.cells
+                    if nbgrader(c).get("solution") and c.cell_type == "code"]  # markdown: written answers
     tests = {nbgrader(c)["grade_id"]: nbgrader(c) for c in notebook.cells
              if nbgrader(c).get("grade") and not nbgrader(c).get("solution")}
     assert solution_ids == list(parts), "one solution cell per part, in the order of the exercises"
@@ -119,9 +121,11 @@ def test_repository_url_lives_in_one_place(tmp_path):
     """Change the repository in _config.yml, sync: no notebook or page names the old one."""
     course = copy_course(tmp_path)
     old_url, old_branch = repository(course)
+    old_tag = release_tag(course)
     config = course / "_config.yml"
     config.write_text(config.read_text().replace(old_url, "https://github.com/someone/fork")
-                      .replace(f"branch: {old_branch}", "branch: fall-term"))
+                      .replace(f"branch: {old_branch}", "branch: fall-term")
+                      .replace(f"release_tag: {old_tag}", "release_tag: term-2027-spring"))
     for notebook in course_notebooks(course):
         sync_notebook(notebook, course)
     for page in course_markdown(course):
@@ -130,8 +134,9 @@ def test_repository_url_lives_in_one_place(tmp_path):
     old_repository = old_url.split("github.com/", 1)[1]
     assert not [p for p in derived if old_repository in p.read_text()]
     texts = "".join(p.read_text() for p in derived)
-    assert "colab.research.google.com/github/someone/fork/blob/fall-term/assignments/" in texts
-    assert "git+https://github.com/someone/fork@fall-term" in texts
+    assert "colab.research.google.com/github/someone/fork/blob/fall-term/assignments/" in texts  # badges: the branch
+    assert "git+https://github.com/someone/fork@term-2027-spring" in texts  # setup cells: the term's tag
+    assert "git+https://github.com/someone/fork@fall-term" not in texts and f"@{old_tag}\"" not in texts
 
 
 @pytest.mark.parametrize("path", [*course_notebooks(ROOT), *ROOT.glob("assignments/*/*.ipynb")],

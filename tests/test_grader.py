@@ -1053,7 +1053,8 @@ def test_answers_taken_from_the_reference_are_found_in_the_source():
         "from dl4nlp import rnn as course\ndef rnn_cell(x, h, *w):\n    return h\n"
         "print((rnn_cell(1, 2) - course.rnn_cell(1, 2)).abs().max())\nh = course.rnn_cell(1, 2)": set(),
         "import dl4nlp\nx = dl4nlp.rnn.lstm_cell": set(),
-        "from dl4nlp.rnn import LSTM, unroll, reverse_padded\nfrom dl4nlp.shapes import shapes": set(),
+        "from dl4nlp.rnn import LSTM, lengths_to_mask, reverse_padded\nfrom dl4nlp.shapes import shapes": set(),
+        "from dl4nlp.rnn import unroll": {"unroll"},  # a graded function since students write the loop
         "import dl4nlp.figures.rnn\ndl4nlp.figures.rnn.lstm_cell()": set(),  # a figure module's name is no graded one
         "from dl4nlp.figures import rnn as figs\nfigs.lstm_cell_figure()\ndef lstm_cell(x, state, *w):\n"
         "    figs.lstm_cell()\n    return state": set(),
@@ -1171,7 +1172,7 @@ def test_the_grader_own_cells_and_encoders_are_not_counted():
     from dl4nlp import rnn
 
     assignment = exercises.load("rnn")
-    for name in ("bidirectional_layer", "classify"):
+    for name in ("unroll", "bidirectional_layer", "classify", "gradient_norms"):
         part = assignment.part(name)
         watch = calls.Watch(name, calls.Targets(["torch.lstm_cell", "torch.gru_cell", "torch.rnn_tanh_cell",
                                                  "torch.lstm", "torch.gru", "torch.nn.LSTM", "torch.nn.GRU",
@@ -1196,6 +1197,30 @@ def test_the_csv_holds_one_plain_row_per_report(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grades.csv"]  # no temporary file left behind
 
 
+def test_written_answers_are_found_and_shown_on_the_feedback_page():
+    """The markdown answer cells (graded by hand) reach the feedback page, found by metadata or by their question."""
+    from dl4nlp.instructor.autograde.grader import Report
+    from dl4nlp.instructor.autograde.submission import written_answers
+    from dl4nlp.instructor.feedback import render
+
+    rubric = _rubric()
+    assert len(rubric.answers) >= 2 and all(points > 0 for _, points in rubric.answers.values())
+    first = next(iter(rubric.answers))
+    answered = read(ROOT / "assignments" / "rnn" / rubric.notebook)
+    for cell in answered.cells:
+        if nbgrader(cell).get("grade_id") == first:
+            cell.source = "The RNN's gradient <vanishes>: 0.57 per step."
+    found = written_answers(nbformat.writes(answered).encode(), rubric.notebook, rubric)
+    assert [(question, points) for question, points, _ in found] == list(rubric.answers.values())
+    assert found[0][2] == "The RNN's gradient <vanishes>: 0.57 per step." and found[1][2] == "YOUR ANSWER HERE"
+    bare = colab(answered)
+    for cell in bare["cells"]:
+        cell["metadata"] = {}
+    assert written_answers(json.dumps(bare).encode(), rubric.notebook, rubric) == found
+    page = render(Report("bob", "rnn", rubric.max_score, answers=found))
+    assert "Written answers" in page and "The RNN&#x27;s gradient &lt;vanishes&gt;: 0.57 per step." in page
+
+
 # --- the student self-check -------------------------------------------------------------------------
 
 
@@ -1205,7 +1230,7 @@ def _namespace(notebook: nbformat.NotebookNode) -> dict:
     Each cell's source is kept where `inspect.getsource` finds it, as IPython does in Jupyter and Colab.
     """
     namespace: dict = {}
-    last = max(i for i, c in enumerate(notebook.cells) if nbgrader(c).get("solution"))
+    last = max(i for i, c in enumerate(notebook.cells) if nbgrader(c).get("solution") and c.cell_type == "code")
     for index, cell in enumerate(notebook.cells[:last + 1]):
         if cell.cell_type == "code" and not nbgrader(cell).get("grade"):
             filename = f"/tmp/ipykernel_test/{id(notebook)}_{index}.py"
@@ -1272,7 +1297,8 @@ def test_the_selfcheck_needs_no_instructor_tools():
         mine = {}
         for cell in json.load(open("solutions/rnn/rnn.ipynb"))["cells"]:  # the imports and the instructor's answers
             source = "".join(cell["source"])
-            if cell.get("metadata", {}).get("nbgrader", {}).get("solution") or "from dl4nlp.rnn import" in source:
+            if cell["cell_type"] == "code" and (cell.get("metadata", {}).get("nbgrader", {}).get("solution")
+                                                or "from dl4nlp.rnn import" in source):
                 exec(source, mine)
         report = run_selfcheck("rnn", mine)
         print(report)
@@ -1281,7 +1307,7 @@ def test_the_selfcheck_needs_no_instructor_tools():
         """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    assert "13/13 points so far" in result.stdout
+    assert "19/19 points so far" in result.stdout
 
 
 def test_a_multi_module_assignment_traps_every_module(tmp_path):

@@ -11,7 +11,7 @@ from torch import nn
 
 from dl4nlp import rnn
 from dl4nlp.rnn import (GRU, LSTM, RNN, ClassifierConfig, SequenceClassifier, bidirectional_layer, classify,
-                        gru_cell, lstm_cell, reverse_padded, rnn_cell, unroll)
+                        gradient_norms, gru_cell, lstm_cell, reverse_padded, rnn_cell, unroll)
 
 CELLS = [(rnn_cell, nn.RNNCell, 1), (lstm_cell, nn.LSTMCell, 4), (gru_cell, nn.GRUCell, 3)]
 LAYERS = [(RNN, nn.RNN), (LSTM, nn.LSTM), (GRU, nn.GRU)]
@@ -206,6 +206,51 @@ def test_bidirectional_is_forward_plus_flipped_pass(cell, theirs):
     flipped_output, flipped_final = unroll(cell, x.flip(1), state, cell_weights(backward))
     assert close(output, torch.cat([forward_output, flipped_output.flip(1)], dim=-1))
     assert close(final_forward, forward_final) and close(final_backward, flipped_final)
+
+
+@pytest.mark.parametrize("ours, theirs", LAYERS, ids=["rnn", "lstm", "gru"])
+@given(batch=sizes, time=sizes, input_size=sizes, hidden_size=sizes, seed=st.integers(0, 2**16))
+@settings(max_examples=10, deadline=None)
+def test_gradient_norms_match_torch(ours, theirs, batch, time, input_size, hidden_size, seed):
+    """The norms of d(sum h_T) / d x_t equal x.grad's after backpropagating through torch.nn's layer."""
+    torch.manual_seed(seed)
+    reference = theirs(input_size, hidden_size, batch_first=True)
+    x = torch.randn(batch, time, input_size, requires_grad=True)
+    h = torch.randn(batch, hidden_size)
+    state = (h, torch.randn(batch, hidden_size)) if ours is LSTM else h
+    output, _ = reference(x, tuple(s[None] for s in state) if ours is LSTM else state[None])
+    output[:, -1].sum().backward()
+    weights = tuple(reference.get_parameter(f"{kind}_l0") for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    norms = gradient_norms(ours.reference_cell, x.detach(), state, weights)
+    assert norms.shape == (batch, time) and not norms.requires_grad
+    assert close(norms, x.grad.norm(dim=-1))
+
+
+def test_gradient_norms_worked_value_and_inputs_left_alone():
+    """A linear cell h' = a h + x: d h_T / d x_t = a^(T-1-t), so the norms are powers of a."""
+    def linear_cell(x, h, weight_ih, weight_hh, bias_ih, bias_hh):
+        return h @ weight_hh.T + x @ weight_ih.T
+
+    weights = (torch.ones(1, 1), torch.full((1, 1), 0.5), torch.zeros(1), torch.zeros(1))
+    x = torch.randn(2, 4, 1)
+    norms = gradient_norms(linear_cell, x, torch.zeros(2, 1), weights)
+    assert norms.tolist() == [[0.125, 0.25, 0.5, 1.0]] * 2
+    assert x.grad is None and not x.requires_grad and weights[1].grad is None
+    with pytest.raises(ValueError, match=r"gradient_norms: x should have shape \(B, T, D\)"):
+        gradient_norms(linear_cell, x[0], torch.zeros(2, 1), weights)
+
+
+def test_gradients_vanish_faster_in_a_vanilla_rnn_than_in_an_lstm_with_its_forget_gate_open():
+    torch.manual_seed(0)
+    x = torch.randn(8, 40, 4)
+    rnn_norms = gradient_norms(rnn_cell, x, torch.zeros(8, 16), cell_weights(nn.RNNCell(4, 16)))
+    lstm = nn.LSTMCell(4, 16)
+    with torch.no_grad():
+        lstm.bias_ih[16:32] += 3.0  # forget gate open
+    zeros = torch.zeros(8, 16)
+    lstm_norms = gradient_norms(lstm_cell, x, (zeros, zeros), cell_weights(lstm))
+    assert rnn_norms[:, 0].mean() < 1e-3 * rnn_norms[:, -1].mean()  # 39 steps back: vanished
+    assert lstm_norms[:, 0].mean() > 100 * rnn_norms[:, 0].mean()
 
 
 def test_reverse_padded_keeps_padding_in_place():

@@ -118,11 +118,7 @@ def reverse_padded(x: Tensor, lengths: Tensor | None = None) -> Tensor:
     return x.gather(1, index)
 
 
-def _hidden(state: State) -> Tensor:
-    """The part of a state that is the layer's output: h (B, H)."""
-    return state[0] if isinstance(state, tuple) else state
-
-
+@shapes(x="B T D", lengths=optional(Lengths()))
 def unroll(cell: Cell, x: Tensor, state: State, weights: CellWeights,
            lengths: Tensor | None = None) -> tuple[Tensor, State]:
     """Run one cell left to right over a batch of sequences.
@@ -130,7 +126,9 @@ def unroll(cell: Cell, x: Tensor, state: State, weights: CellWeights,
     Args: cell, e.g. `lstm_cell`; x (B, T, D); state h (B, H) or (h, c); weights for the cell;
       lengths (B,) or None. At steps t >= lengths[b] the state of sequence b is carried
       over unchanged and its output is zero.
-    Returns: outputs (B, T, H), the hidden state at every step; the final state, as `state`.
+    Returns: outputs (B, T, H), the hidden state at every step; the final state, as `state`
+      (after each sequence's last real token).
+    Matches: torch.nn.RNN/LSTM/GRU(batch_first=True) fed pack_padded_sequence(x, lengths).
     """
     B, T, _ = x.shape
     mask = None if lengths is None else lengths_to_mask(lengths.to(x.device), T)  # (B, T)
@@ -139,14 +137,14 @@ def unroll(cell: Cell, x: Tensor, state: State, weights: CellWeights,
         new_state = cell(x[:, t], state, *weights)
         if mask is None:
             state = new_state
-            outputs.append(_hidden(state))  # (B, H)
-            continue
-        keep = mask[:, t, None]  # (B, 1)
-        if isinstance(state, tuple):
-            state = tuple(torch.where(keep, new, old) for new, old in zip(new_state, state))
         else:
-            state = torch.where(keep, new_state, state)
-        outputs.append(_hidden(state) * keep)  # (B, H)
+            keep = mask[:, t, None]  # (B, 1): True where step t is a real token
+            if isinstance(state, tuple):
+                state = tuple(torch.where(keep, new, old) for new, old in zip(new_state, state))
+            else:
+                state = torch.where(keep, new_state, state)
+        h = state[0] if isinstance(state, tuple) else state  # (B, H)
+        outputs.append(h if mask is None else h * keep)  # zero at padded steps
     return torch.stack(outputs, dim=1), state  # (B, T, H)
 
 
@@ -172,6 +170,32 @@ def bidirectional_layer(cell: Cell, x: Tensor, state_forward: State, state_backw
     output_backward, final_backward = unroll(cell, reversed_x, state_backward, weights_backward, lengths)
     output = torch.cat([output_forward, reverse_padded(output_backward, lengths)], dim=-1)  # (B, T, 2H)
     return output, final_forward, final_backward
+
+
+@shapes(x="B T D")
+def gradient_norms(cell: Cell, x: Tensor, state: State, weights: CellWeights) -> Tensor:
+    """Backpropagation through time: how strongly the final hidden state depends on each input.
+
+    Runs the cell over all T steps and differentiates the sum of the final hidden state's
+    entries with respect to every input vector:
+
+        norms[b, t] = || d(sum_j h_T[b, j]) / d x[b, t] ||
+
+    Read from the end, norms[:, T - 1 - k] is the gradient that reaches k steps back. For a
+    vanilla RNN it is a product of k Jacobians and usually shrinks geometrically with k (it
+    vanishes, or, with large recurrent weights, explodes); an LSTM whose forget gate is open
+    passes it through its additive cell state almost unchanged.
+
+    Args: cell, e.g. `rnn_cell`; x (B, T, D); state h (B, H) or (h, c); weights for the cell.
+    Returns: norms (B, T), each >= 0.
+    Matches: x.grad.norm(dim=-1) after output[:, -1].sum().backward() through
+      torch.nn.RNN/LSTM/GRU(batch_first=True) with the same weights.
+    """
+    x = x.detach().requires_grad_(True)  # a leaf of its own: the gradient is taken with respect to it
+    _, final = unroll(cell, x, state, weights)
+    h_T = final[0] if isinstance(final, tuple) else final  # (B, H)
+    (gradient,) = torch.autograd.grad(h_T.sum(), x)  # (B, T, D)
+    return gradient.norm(dim=-1)  # (B, T)
 
 
 # --- modules: parameters named as in torch.nn -----------------------------------------

@@ -1,4 +1,4 @@
-"""Where code runs: the device, smoke mode and Colab detection.
+"""Where code runs: the device, smoke mode, grading and Colab detection.
 
 Smoke mode (environment variable ``DL4NLP_SMOKE=1``) makes every training run
 and data set tiny, so that notebooks, the book build and autograding finish in
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import torch
 
 SMOKE_VARIABLE = "DL4NLP_SMOKE"
+GRADING_VARIABLE = "DL4NLP_GRADING"  # set by the autograder's sandbox
 # What the book build, the tests and graded submissions run under: no hub, no downloads, no display.
 OFFLINE_ENVIRONMENT = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                        "MPLBACKEND": "Agg"}
@@ -23,6 +24,12 @@ OFFLINE_ENVIRONMENT = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANS
 def smoke_mode() -> bool:
     """True when DL4NLP_SMOKE is set to anything but "", "0" or "false"."""
     return os.environ.get(SMOKE_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def grading() -> bool:
+    """True while the autograder runs a notebook (it sets DL4NLP_GRADING): experiments that only call the
+    graded functions, such as training runs, are skipped there, since the grader checks the functions itself."""
+    return bool(os.environ.get(GRADING_VARIABLE))
 
 
 def in_colab() -> bool:

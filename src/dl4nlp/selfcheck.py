@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import html
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from dl4nlp.exercises import Assignment, Part, call, judge, load, public_cases
+from dl4nlp.exercises import Assignment, Part, binding, call, judge, load, public_cases
 from dl4nlp.exercises.calls import FORBIDDEN, REFERENCE, Program, Use, Watch, explain, find_uses, targets
 
 
@@ -84,11 +84,12 @@ def run_selfcheck(assignment: str, namespace: Mapping[str, Any]) -> SelfCheck:
     if os.environ.get("DL4NLP_GRADING"):
         return SelfCheck(assignment, (), skipped=True)
     program = Program.from_namespace(namespace)
-    return SelfCheck(assignment, tuple(check_part(exercises, part, namespace.get(part.name), program)
+    return SelfCheck(assignment, tuple(check_part(exercises, part, namespace.get(part.name), program, namespace)
                                        for part in exercises.parts))
 
 
-def check_part(exercises: Assignment, part: Part, function: Any, program: Program) -> PartCheck:
+def check_part(exercises: Assignment, part: Part, function: Any, program: Program,
+               namespace: Mapping[str, Any] | None = None) -> PartCheck:
     """One part: its code and its calls (reference, forbidden), then its outputs and gradients on the public cases."""
     max_points = float(part.points)
     if function is None:
@@ -99,7 +100,9 @@ def check_part(exercises: Assignment, part: Part, function: Any, program: Progra
     if callable(function):
         cases = public_cases(exercises, part)
         expected = [call(part.reference(), case) for case in cases]
-        verdict = judge(part, cases, expected, [call(watch.wrap(function), case) for case in cases])
+        given = part.given if isinstance(namespace, MutableMapping) else {}
+        with binding(given, namespace if given else {}):  # the course's own helpers, as the grader binds them
+            verdict = judge(part, cases, expected, [call(watch.wrap(function), case) for case in cases])
     found = find_uses(program, part.name, part_targets) + watch.uses
     for kind in (REFERENCE, FORBIDDEN):
         uses: list[Use] = [use for use in found if use.kind == kind]

@@ -11,7 +11,8 @@ A part builds its cases from a `torch.Generator`, so nothing is stored: the auto
 draws secret cases per student and computes the reference's outputs itself; the student
 self-check (`dl4nlp.selfcheck`) draws public ones. Each call is checked twice: its outputs,
 and the gradients of its outputs with respect to every floating-point input (tensors and
-the parameters of modules passed in), so that a detached or numpy implementation fails. A
+the parameters of modules passed in), so that a detached or numpy implementation fails (a part
+whose output is itself a gradient, `Part.gradients` False, is checked on its outputs only). A
 part passes only if every case matches the reference: its points are all or nothing. An
 answer that uses the reference, or one of the part's `forbidden` calls, scores nothing
 whatever it returns: `dl4nlp.exercises.calls` finds both, in the code the graded function
@@ -27,7 +28,8 @@ import hashlib
 import importlib
 import inspect
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +57,11 @@ class Part:
       ("torch.lstm_cell", "torch.nn.LSTM"; a module, "torch._VF", forbids everything under it):
       using one scores 0 (status "forbidden"); only the part's own list counts;
     bugs: {description: known-wrong implementation}, the typical bugs that feedback names;
-    atol, rtol: the tolerance for outputs and gradients.
+    atol, rtol: the tolerance for outputs and gradients;
+    given: {name: function}, notebook functions the part's function may call (`unroll`, from the
+      bidirectional layer) that the grader and the self-check bind to their own version while the
+      part runs (`binding`), so that a bug in one part never costs another its points;
+    gradients: False for a part whose output is itself a gradient: only its outputs are compared.
     """
 
     name: str
@@ -66,6 +72,8 @@ class Part:
     bugs: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     atol: float = 1e-4
     rtol: float = 1e-4
+    given: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    gradients: bool = True
 
     def reference(self) -> Callable[..., Any]:
         """The reference implementation of the part."""
@@ -112,6 +120,22 @@ def generator(*words: str) -> torch.Generator:
     """A torch.Generator seeded from words (assignment, student, part, a secret): same words, same cases."""
     digest = hashlib.sha256("\0".join(words).encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+@contextmanager
+def binding(functions: Mapping[str, Callable[..., Any]], namespace: MutableMapping[str, Any]) -> Iterator[None]:
+    """Bind `functions` (a part's `given`) in a notebook's `namespace` while the part runs; restore it after."""
+    missing = object()
+    saved = {name: namespace.get(name, missing) for name in functions}
+    namespace.update(functions)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is missing:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = value
 
 
 def public_cases(assignment: Assignment, part: Part) -> list[Case]:
@@ -306,7 +330,7 @@ def mismatch(part: Part, case: Case, expected: Outcome, got: Outcome) -> str | N
     if expected.error is not None:
         raise RuntimeError(f"the reference {part.module}.{part.name} failed on a case: {expected.error}")
     problem = got.error or difference(expected.output, got.output, part.atol, part.rtol)
-    if problem or not expected.gradients:
+    if problem or not part.gradients or not expected.gradients:
         return problem
     if got.gradients == NOT_DIFFERENTIABLE or len(got.gradients) != len(expected.gradients):
         return ("the output is right but gradients cannot flow back through it to the inputs: compute it "

@@ -1,11 +1,13 @@
-"""Exercises of the RNN assignment: the cells, a bidirectional layer and sequence classification.
+"""Exercises of the RNN assignment: the cells, the time loop, a bidirectional layer, sequence
+classification and gradients through time.
 
 Every case draws its sizes' values from the generator: random weights and states (not
 zeros, so that a cell that ignores its state fails), batch 1, and padded batches whose
-padding holds random values (so that ignoring `lengths` fails). The layers and the
-classifier get cells and encoders built on torch's own fused kernels, not on
-`dl4nlp.rnn`: a bug in a student's cell never costs points in another part, and the
-grader's copy of the reference is out of the student's reach.
+padding holds random values (so that ignoring `lengths` fails). The layers, the classifier
+and the gradient experiment get cells and encoders built on torch's own fused kernels, not
+on `dl4nlp.rnn`, and while they run the notebook's `unroll` is the grader's own (`Part.given`):
+a bug in a student's cell or time loop never costs points in another part, and the grader's
+copy of the reference is out of the student's reach.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from dl4nlp.exercises import Assignment, Case, Part
-from dl4nlp.rnn import reverse_padded, unroll
+from dl4nlp.rnn import lengths_to_mask, reverse_padded
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
@@ -46,6 +48,24 @@ def torch_gru_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor, b
 
 
 TORCH_CELLS = {"rnn": torch_rnn_cell, "lstm": torch_lstm_cell, "gru": torch_gru_cell}
+
+
+def unroll(cell, x, state, weights, lengths=None):
+    """The grader's own copy of `dl4nlp.rnn.unroll`: what a student's layer calls as `unroll` while graded."""
+    T = x.shape[1]
+    mask = None if lengths is None else lengths_to_mask(lengths.to(x.device), T)  # (B, T)
+    outputs = []
+    for t in range(T):
+        new_state = cell(x[:, t], state, *weights)
+        if mask is None:
+            state = new_state
+        else:
+            keep = mask[:, t, None]  # (B, 1)
+            state = tuple(torch.where(keep, new, old) for new, old in zip(new_state, state)) \
+                if isinstance(state, tuple) else torch.where(keep, new_state, state)
+        h = state[0] if isinstance(state, tuple) else state  # (B, H)
+        outputs.append(h if mask is None else h * keep)
+    return torch.stack(outputs, dim=1), state  # (B, T, H)
 
 
 class TorchEncoder(nn.Module):
@@ -128,6 +148,28 @@ def bidirectional_cases(generator: torch.Generator) -> list[Case]:
                 _weights(generator, gates, D, H), _weights(generator, gates, D, H), lengths)
         drawn.append(Case(args, f"{kind} cell, batch {B}, T={T}, D={D}, H={H}, "
                                 + (f"lengths {lengths.tolist()}" if padded else "no padding")))
+    return drawn
+
+
+def unroll_cases(generator: torch.Generator) -> list[Case]:
+    drawn = []
+    for kind, B, T, D, H, padded in (("lstm", 3, 5, 4, 3, True), ("gru", 1, 4, 3, 5, False),
+                                     ("rnn", 4, 6, 2, 4, True), ("gru", 5, 3, 3, 2, True),
+                                     ("lstm", 2, 4, 3, 4, False), ("rnn", 3, 3, 2, 3, True)):
+        x = _normal(generator, B, T, D)  # padded steps hold random values too
+        lengths = _lengths(generator, B, T) if padded else None
+        args = (TORCH_CELLS[kind], x, _state(generator, kind, B, H), _weights(generator, GATES[kind], D, H), lengths)
+        drawn.append(Case(args, f"{kind} cell, batch {B}, T={T}, D={D}, H={H}, "
+                                + (f"lengths {lengths.tolist()}" if padded else "no padding")))
+    return drawn
+
+
+def gradient_cases(generator: torch.Generator) -> list[Case]:
+    drawn = []
+    for kind, B, T, D, H in (("rnn", 3, 6, 4, 5), ("lstm", 1, 5, 3, 4), ("gru", 4, 4, 2, 3), ("lstm", 2, 7, 3, 2)):
+        x = _normal(generator, B, T, D)
+        args = (TORCH_CELLS[kind], x, _state(generator, kind, B, H), _weights(generator, GATES[kind], D, H))
+        drawn.append(Case(args, f"{kind} cell, batch {B}, T={T}, D={D}, H={H}"))
     return drawn
 
 
@@ -214,6 +256,48 @@ def gru_ignoring_state(x, h, weight_ih, weight_hh, bias_ih, bias_hh):
     return (1 - z) * torch.tanh(x_n + r * h_n)
 
 
+def unroll_ignoring_lengths(cell, x, state, weights, lengths=None):
+    outputs = []
+    for t in range(x.shape[1]):
+        state = cell(x[:, t], state, *weights)
+        outputs.append(state[0] if isinstance(state, tuple) else state)
+    return torch.stack(outputs, dim=1), state
+
+
+def unroll_padded_outputs_not_zero(cell, x, state, weights, lengths=None):
+    steps = torch.arange(x.shape[1])
+    outputs = []
+    for t in range(x.shape[1]):
+        new_state = cell(x[:, t], state, *weights)
+        keep = (steps[t] < lengths)[:, None] if lengths is not None else torch.ones(x.shape[0], 1, dtype=torch.bool)
+        state = tuple(torch.where(keep, new, old) for new, old in zip(new_state, state)) \
+            if isinstance(state, tuple) else torch.where(keep, new_state, state)
+        outputs.append(state[0] if isinstance(state, tuple) else state)
+    return torch.stack(outputs, dim=1), state
+
+
+def unroll_state_updated_at_padding(cell, x, state, weights, lengths=None):
+    steps = torch.arange(x.shape[1])
+    outputs = []
+    for t in range(x.shape[1]):
+        state = cell(x[:, t], state, *weights)
+        keep = (steps[t] < lengths)[:, None] if lengths is not None else torch.ones(x.shape[0], 1, dtype=torch.bool)
+        outputs.append((state[0] if isinstance(state, tuple) else state) * keep)
+    return torch.stack(outputs, dim=1), state
+
+
+def unroll_time_first(cell, x, state, weights, lengths=None):
+    steps = torch.arange(x.shape[1])
+    outputs = []
+    for t in range(x.shape[1]):
+        new_state = cell(x[:, t], state, *weights)
+        keep = (steps[t] < lengths)[:, None] if lengths is not None else torch.ones(x.shape[0], 1, dtype=torch.bool)
+        state = tuple(torch.where(keep, new, old) for new, old in zip(new_state, state)) \
+            if isinstance(state, tuple) else torch.where(keep, new_state, state)
+        outputs.append((state[0] if isinstance(state, tuple) else state) * keep)
+    return torch.stack(outputs, dim=0), state
+
+
 def bidirectional_flip_ignoring_lengths(cell, x, state_forward, state_backward, weights_forward, weights_backward,
                                         lengths=None):
     forward, final_forward = unroll(cell, x, state_forward, weights_forward, lengths)
@@ -250,10 +334,39 @@ def classify_first_layer(tokens, lengths, embedding, encoder, head):
     return head(torch.cat(list(h_n[:directions]), dim=-1))
 
 
+def gradient_norms_by_distance(cell, x, state, weights):
+    x = x.detach().requires_grad_(True)
+    for t in range(x.shape[1]):
+        state = cell(x[:, t], state, *weights)
+    h_T = state[0] if isinstance(state, tuple) else state
+    (gradient,) = torch.autograd.grad(h_T.sum(), x)
+    return gradient.norm(dim=-1).flip(1)
+
+
+def gradient_norms_of_every_output(cell, x, state, weights):
+    x = x.detach().requires_grad_(True)
+    total = 0
+    for t in range(x.shape[1]):
+        state = cell(x[:, t], state, *weights)
+        total = total + (state[0] if isinstance(state, tuple) else state).sum()
+    (gradient,) = torch.autograd.grad(total, x)
+    return gradient.norm(dim=-1)
+
+
+def gradient_norms_squared(cell, x, state, weights):
+    x = x.detach().requires_grad_(True)
+    for t in range(x.shape[1]):
+        state = cell(x[:, t], state, *weights)
+    h_T = state[0] if isinstance(state, tuple) else state
+    (gradient,) = torch.autograd.grad(h_T.sum(), x)
+    return (gradient ** 2).sum(dim=-1)
+
+
 # Library calls that would do a part's work in one line (the grader also refuses torch's private ops).
 _PRIVATE = ("torch._VF", "torch._C", "torch.ops")
 _SEQUENCE_OPS = ("torch.nn.RNN", "torch.nn.LSTM", "torch.nn.GRU", "torch.rnn_tanh", "torch.rnn_relu", "torch.lstm",
                  "torch.gru")
+_PACKING = ("torch.nn.utils.rnn",)  # pack_padded_sequence and friends do the masking
 
 ASSIGNMENT = Assignment(
     name="rnn",
@@ -274,7 +387,16 @@ ASSIGNMENT = Assignment(
                    "W_hn h + b_hn)": gru_reset_before_weight,
                    "update gate swapped: z * n + (1 - z) * h": gru_update_gate_swapped,
                    "the state h is ignored": gru_ignoring_state}),
-        Part("bidirectional_layer", "dl4nlp.rnn", 3, bidirectional_cases,
+        Part("unroll", "dl4nlp.rnn", 4, unroll_cases,
+             forbidden=(*_SEQUENCE_OPS, *_PACKING, *_PRIVATE),
+             bugs={"lengths ignored: the state is updated and the outputs kept at padded steps":
+                       unroll_ignoring_lengths,
+                   "outputs at padded steps are not zero (they repeat the carried state)":
+                       unroll_padded_outputs_not_zero,
+                   "the state is updated at padded steps, so the final state is the one at step T, not after "
+                   "the last real token": unroll_state_updated_at_padding,
+                   "outputs stacked time first, (T, B, H), instead of batch first (B, T, H)": unroll_time_first}),
+        Part("bidirectional_layer", "dl4nlp.rnn", 3, bidirectional_cases, given={"unroll": unroll},
              forbidden=(*_SEQUENCE_OPS, *_PRIVATE),
              bugs={"the backward pass reads x.flip(1), so padded sequences start on padding "
                    "(use reverse_padded(x, lengths))": bidirectional_flip_ignoring_lengths,
@@ -286,5 +408,12 @@ ASSIGNMENT = Assignment(
              bugs={"the output at the last time step (padding, for short sentences) instead of the final states":
                    classify_last_step,
                    "the final states of the first layer instead of the last": classify_first_layer}),
+        Part("gradient_norms", "dl4nlp.rnn", 2, gradient_cases, given={"unroll": unroll}, gradients=False,
+             atol=1e-5, rtol=1e-5, forbidden=(*_SEQUENCE_OPS, *_PRIVATE),
+             bugs={"the norms are ordered by distance back (reversed in time) instead of by position t":
+                       gradient_norms_by_distance,
+                   "the gradient of the sum of the outputs at every step instead of the final state h_T":
+                       gradient_norms_of_every_output,
+                   "squared norms (the sum of squares without the square root)": gradient_norms_squared}),
     ),
 )

@@ -1,4 +1,5 @@
-"""One HTML page per student: each part's points and, for a lost part, what went wrong.
+"""One HTML page per student: each part's points and, for a lost part, what went wrong; then the
+student's written answers, which the course staff grade by hand from this page.
 
 With `hide_cases`, a failing part says what went wrong (wrong values, wrong shape, the
 exception) but not on which of the grader's cases, so the hidden cases stay hidden. The
@@ -23,6 +24,9 @@ vertical-align:top}.ok{color:#1a7f37}.lost{color:#b42318}.note{color:#555}code{b
 ERRORS_INTRO = """<h2>Cells that raised an error</h2><p class="note">The grader runs your notebook with dl4nlp's own
 versions of the graded functions switched off, so a cell that uses them (training with the course's modules, say)
 stops here; that costs no points.</p>"""
+
+ANSWERS_INTRO = """<h2>Written answers</h2><p class="note">Graded by hand by the course staff, separately from the
+score above.</p>"""
 
 
 MAX_STEM = 100  # characters of the name kept in a page's file name (file names stop at 255 bytes)
@@ -56,6 +60,9 @@ def render(report: Report, hide_cases: bool = False) -> str:
     problem = f"<p class=\"lost\"><strong>{escape(report.problem)}</strong></p>" if report.problem else ""
     notes = "".join(f"<li>{escape(note)}</li>" for note in report.notes)
     errors = "".join(f"<li>cell {index}: <code>{escape(error)}</code></li>" for index, error, _ in report.cell_errors)
+    answers = "".join(f"<p class=\"note\">{escape(question)} ({points:g} point{'s' if points != 1 else ''})</p>"
+                      f"<blockquote style=\"white-space:pre-wrap\">{escape(answer) or '<em>no answer found</em>'}"
+                      "</blockquote>" for question, points, answer in report.answers)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(report.assignment)}: {escape(report.student)}</title>
 <style>{STYLE}</style></head><body>
@@ -69,6 +76,7 @@ def render(report: Report, hide_cases: bool = False) -> str:
 reference implementation's; a part scores its points only if every case matches.</p>
 {f'<h2>Notes</h2><ul>{notes}</ul>' if notes else ''}
 {ERRORS_INTRO + f'<ul>{errors}</ul>' if errors else ''}
+{ANSWERS_INTRO + answers if answers else ''}
 </body></html>
 """
 

@@ -10,10 +10,11 @@ One source of truth:
   the ``points`` of its test cell (``grade_id`` ``test_<part>``), and the part's rules
   (its points, the library calls that score 0, the typical bugs the feedback names)
   into the markdown cell tagged ``dl4nlp-rules-<part>``.
-- The repository URL and branch live in ``_config.yml``; cells tagged
-  ``dl4nlp-setup`` (install cell) and ``dl4nlp-badge`` (Open in Colab badge)
-  are rendered from them, and every other Open-in-Colab address in markdown
-  (cells, book pages, the README) is rewritten to point at them.
+- The repository URL, branch and term's release tag live in ``_config.yml``; cells tagged
+  ``dl4nlp-setup`` (install cell: the package at the release tag) and ``dl4nlp-badge``
+  (Open in Colab badge: the notebook on the branch) are rendered from them, and every
+  other Open-in-Colab address in markdown (cells, book pages, the README) is rewritten
+  to point at them.
 
 `sync_notebook` and `sync_markdown` rewrite those; the tests assert that they change nothing.
 """
@@ -51,6 +52,16 @@ def repository(root: Path) -> tuple[str, str]:
     return config["repository"]["url"].rstrip("/"), config["repository"].get("branch", "main")
 
 
+def release_tag(root: Path) -> str:
+    """The git tag students install this term (``repository: release_tag:`` in _config.yml; else the branch).
+
+    One tag per term, pushed to the repository before the term's release, so that a change on the
+    branch in the middle of the term cannot change what students run.
+    """
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    return str(config["repository"].get("release_tag") or repository(root)[1])
+
+
 def colab_url(root: Path, notebook: Path) -> str:
     """The Open-in-Colab address of a notebook of this repository."""
     url, branch = repository(root)
@@ -60,15 +71,18 @@ def colab_url(root: Path, notebook: Path) -> str:
 
 
 def setup_cell_source(root: Path) -> str:
-    """The first code cell of every notebook: install dl4nlp in Colab only; Colab's torch is left alone."""
-    url, branch = repository(root)
+    """The first code cell of every notebook: install dl4nlp at the term's release tag in Colab only;
+    Colab's torch is left alone."""
+    url, _ = repository(root)
+    tag = release_tag(root)
     return textwrap.dedent(f"""\
-        # Setup: in Colab, install the course package (Colab's own torch is kept); locally it is installed already.
+        # Setup: in Colab, install the course package at this term's release (Colab's own torch is kept);
+        # locally it is installed already.
         import sys
         if "google.colab" in sys.modules:
             import subprocess
             subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                            "dl4nlp @ git+{url}@{branch}"], check=True)""")
+                            "dl4nlp @ git+{url}@{tag}"], check=True)""")
 
 
 def badge_cell_source(root: Path, notebook: Path) -> str:
@@ -132,8 +146,10 @@ def rules_cell_source(part: Part) -> str:
     return (f"**Rules for `{part.name}`** ({points}). Write it with tensor operations. "
             + (f"These calls would do the work in one line, so using them scores 0 for this part: {calls}. "
                if calls else "")
-            + "The grader calls your function on its own cases and compares the outputs, and their gradients "
-              "with respect to every input, with the reference implementation."
+            + ("The grader calls your function on its own cases and compares the outputs, and their gradients "
+               "with respect to every input, with the reference implementation." if part.gradients else
+               "The grader calls your function on its own cases and compares its outputs (gradients themselves) "
+               "with the reference implementation's.")
             + (f" If a wrong answer matches one of these typical bugs, the feedback names it:\n\n{bugs}"
                if bugs else ""))
 

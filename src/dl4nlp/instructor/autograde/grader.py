@@ -78,6 +78,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     cell_errors: list[tuple[int, str, tuple[str, ...]]] = field(default_factory=list)  # (cell, error, defines)
     log: str = ""  # for the instructor only (never in the CSV or feedback): what a crashed run wrote on stderr
+    answers: list[tuple[str, float, str]] = field(default_factory=list)  # (question, points, answer), graded by hand
 
     @property
     def score(self) -> float:
@@ -168,6 +169,7 @@ class Grader:
                 return self._zero(report)
             data = read_bounded(path)
             submission = self.reader.read(data, path.name)
+            report.answers = submission.answers
             report.notes += submission.notes[:MAX_LISTED]
             if len(submission.notes) > MAX_LISTED:
                 report.notes.append(f"and {len(submission.notes) - MAX_LISTED} more notes")
@@ -242,7 +244,10 @@ class Grader:
                     for name, drawn in cases.items()}
         header = {"cells": [[cell.index, cell.source] for cell in submission.runnable],
                   "parts": {part.name: part.module for part in rubric.exercises.parts},
-                  "forbidden": {part.name: list(part.forbidden) for part in rubric.exercises.parts}}
+                  "forbidden": {part.name: list(part.forbidden) for part in rubric.exercises.parts},
+                  "given": {part.name: {name: f"{function.__module__}:{function.__qualname__}"
+                                        for name, function in part.given.items()}
+                            for part in rubric.exercises.parts if part.given}}
         with self._lock:
             uid = next(self._uids) if self.sandbox.drops_user else None
         if not self._workers:

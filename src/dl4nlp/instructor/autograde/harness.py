@@ -146,6 +146,9 @@ class Harness:
         self.torch, self.exercises, self.calls, self.trap = torch, exercises, calls, trap
         self.references = {name: getattr(importlib.import_module(module), name, None)
                            for name, module in job["parts"].items()}
+        # {part: {name: the grader's own function}}: bound in the namespace while the part runs (Part.given)
+        self.given = {part: {name: _resolve(where) for name, where in functions.items()}
+                      for part, functions in job.get("given", {}).items()}
         self.namespace = {"__name__": "__main__", "__builtins__": builtins,
                           "display": lambda *objects, **options: None, "get_ipython": lambda: None}
         self.builtins = dict(vars(builtins))  # pristine: no student code has run yet
@@ -216,7 +219,7 @@ class Harness:
         watched = watch.wrap(function)
         outcomes: list[tuple[object, str | None]] = []
         try:
-            with _alarm(self.job["cell_timeout"]):
+            with _alarm(self.job["cell_timeout"]), self.exercises.binding(self.given.get(name, {}), self.namespace):
                 for args in self.cases[name]:
                     outcome = self.exercises.call(watched, self.exercises.Case(tuple(args), ""))
                     self.guard()
@@ -297,6 +300,17 @@ def _read_header(fd: int) -> tuple[dict, io.BufferedReader]:
     of torch.save'd data) arrive later, when the harness asks for them."""
     stream = os.fdopen(fd, "rb")
     return json.loads(stream.readline()), stream
+
+
+def _resolve(where: str) -> object:
+    """The object named "module:qualified.name"."""
+    import importlib
+
+    module, _, name = where.partition(":")
+    value: object = importlib.import_module(module)
+    for attribute in name.split("."):
+        value = getattr(value, attribute)
+    return value
 
 
 def _set_limits(job: dict) -> None:

@@ -15,7 +15,7 @@ import ast
 import compileall
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dl4nlp.exercises import Assignment, load
@@ -31,6 +31,9 @@ class Rubric:
     points: dict[str, float]  # part (graded function) -> points, in notebook order
     test_sources: dict[str, str]  # normalised test cell source -> grade_id
     imports: tuple[str, ...]  # modules the released notebook imports: workers import them once, up front
+    # grade_id -> (question, points): the written answers, markdown cells graded by hand (nbgrader's
+    # ``solution`` and ``grade``); the grader only shows them, on the feedback page
+    answers: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     @property
     def max_score(self) -> float:
@@ -87,6 +90,13 @@ def load_rubric(root: Path, assignment: str) -> Rubric:
                     raise GradingError(f"solutions/{assignment}/{solution.name}: graded cell {grade_id!r} has no part: "
                                        f"name it test_<function> and add the function to dl4nlp/exercises/{assignment}.py")
                 points[part] = float(nbgrader.get("points", 0))
+    answers: dict[str, tuple[str, float]] = {}
+    previous = ""
+    for cell in _cells(solution):
+        nbgrader = _nbgrader(cell)
+        if cell.get("cell_type") == "markdown" and nbgrader.get("solution") and nbgrader.get("grade"):
+            answers[str(nbgrader.get("grade_id", ""))] = (previous, float(nbgrader.get("points", 0)))
+        previous = cell["source"]
     missing = [name for name in exercises.points if name not in points]
     if missing:
         raise GradingError(f"solutions/{assignment}/{solution.name} has no test cell for {', '.join(missing)} "
@@ -94,7 +104,8 @@ def load_rubric(root: Path, assignment: str) -> Rubric:
     if points != exercises.points:
         raise GradingError(f"the points of solutions/{assignment}/{solution.name} differ from "
                            f"dl4nlp/exercises/{assignment}.py, where they are written: run `dl4nlp sync`")
-    return Rubric(root, assignment, solution.name, exercises, exercises.points, test_sources, tuple(imports))
+    return Rubric(root, assignment, solution.name, exercises, exercises.points, test_sources, tuple(imports),
+                  answers)
 
 
 def _imported_modules(source: str) -> list[str]:

@@ -66,6 +66,7 @@ class Submission:
     notes: list[str] = field(default_factory=list)  # what was recovered or looks wrong, for `detail`
     uses: dict[str, str] | None = None  # `reference_uses`, when computed where the source was parsed
     forbidden: dict[str, str] | None = None  # `forbidden_uses`, likewise
+    answers: list[tuple[str, float, str]] = field(default_factory=list)  # `written_answers`, likewise
 
     @property
     def runnable(self) -> list[CodeCell]:
@@ -244,6 +245,32 @@ def read_submission(data: bytes, name: str, rubric: Rubric) -> Submission:
     return Submission(cells, notes)
 
 
+MAX_ANSWER_CHARACTERS = 5000
+
+
+def written_answers(data: bytes, name: str, rubric: Rubric) -> list[tuple[str, float, str]]:
+    """(question, points, answer) for each written answer of the rubric, in order ("" if none was found).
+
+    An answer is the markdown cell with the answer's ``grade_id`` or, when its metadata is gone,
+    the markdown cell right after the question. Nothing is graded: the feedback page shows them.
+    """
+    questions = {normalised(question): grade_id for grade_id, (question, _) in rubric.answers.items()}
+    found: dict[str, str] = {}
+    previous = ""
+    for raw in parse_notebook(data, name):
+        text = (_text(raw.get("source")) if isinstance(raw, dict) else None) or ""
+        if isinstance(raw, dict) and raw.get("cell_type") == "markdown":
+            nbgrader = _nbgrader(raw)
+            grade_id = nbgrader.get("grade_id")
+            if isinstance(grade_id, str) and grade_id in rubric.answers and nbgrader.get("solution"):
+                found[grade_id] = text
+            elif questions.get(previous) and questions[previous] not in found:
+                found[questions[previous]] = text
+        previous = normalised(text)
+    return [(question, points, found.get(grade_id, "").strip()[:MAX_ANSWER_CHARACTERS])
+            for grade_id, (question, points) in rubric.answers.items()]
+
+
 # --- answers taken from the reference, library calls that do a part's work -----------------------
 
 
@@ -291,7 +318,8 @@ PARSER_MEMORY_MB = 1536  # address space the parser may add to what it holds aft
 
 
 class LimitedReader:
-    """`read_submission`, `reference_uses` and `forbidden_uses` in a process of their own, whose memory is limited.
+    """`read_submission`, `reference_uses`, `forbidden_uses` and `written_answers` in a process of their own,
+    whose memory is limited.
 
     Parsing untrusted JSON and Python costs memory out of proportion to the file (`ast.parse`
     of a 34 MB cell took 6.9 GB), so the grader never parses a submission itself: a reader
@@ -330,7 +358,8 @@ class LimitedReader:
             raise RuntimeError(answer["error"])
         cells = [CodeCell(c["index"], c["source"], c["role"], c["grade_id"], tuple(c["defines"]))
                  for c in answer["cells"]]
-        return Submission(cells, answer["notes"], answer["uses"], answer["forbidden"])
+        answers = [tuple(written) for written in answer["answers"]]
+        return Submission(cells, answer["notes"], answer["uses"], answer["forbidden"], answers)
 
     def close(self) -> None:
         if self._process is not None:
@@ -372,6 +401,7 @@ def _answer(data: bytes, name: str, rubric: Rubric) -> dict:
     try:
         submission = read_submission(data, name, rubric)
         uses, forbidden = reference_uses(submission, rubric), forbidden_uses(submission, rubric)
+        answers = written_answers(data, name, rubric)
     except InvalidSubmission as error:
         return {"invalid": str(error)}
     except (MemoryError, RecursionError):
@@ -379,7 +409,7 @@ def _answer(data: bytes, name: str, rubric: Rubric) -> dict:
     except Exception as error:  # noqa: BLE001 - reported as the grader's failure on this submission
         return {"error": f"{type(error).__name__}: {error}"}
     return {"cells": [asdict(cell) for cell in submission.cells], "notes": submission.notes, "uses": uses,
-            "forbidden": forbidden}
+            "forbidden": forbidden, "answers": answers}
 
 
 def _serve(root: Path, assignment: str) -> None:
