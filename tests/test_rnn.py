@@ -323,3 +323,41 @@ def test_generator_makes_initialisation_reproducible():
     assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(first.parameters(), third.parameters()))
     assert torch.equal(first.embedding.weight[0], torch.zeros(64))  # the padding row
+
+
+# --- gradients through time -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ours,theirs,gates", [(rnn.rnn_cell, nn.RNN, 1), (rnn.lstm_cell, nn.LSTM, 4),
+                                               (rnn.gru_cell, nn.GRU, 3)])
+def test_gradient_norms_through_time_match_torch_autograd(ours, theirs, gates):
+    torch.manual_seed(0)
+    B, T, D, H = 3, 9, 4, 5
+    reference = theirs(D, H, batch_first=True)
+    x = torch.randn(B, T, D)
+    readout = torch.randn(H)
+    h_0 = torch.zeros(B, H)
+    state = (h_0, h_0) if gates == 4 else h_0
+    norms = rnn.gradient_norms_through_time(ours, x, state, (reference.weight_ih_l0, reference.weight_hh_l0,
+                                                             reference.bias_ih_l0, reference.bias_hh_l0), readout)
+    x_leaf = x.clone().requires_grad_(True)
+    _, final = reference(x_leaf)
+    h_T = (final[0] if gates == 4 else final)[0]  # (B, H)
+    (h_T @ readout).sum().backward()
+    assert norms.shape == (T,)
+    assert close(norms, x_leaf.grad.norm(dim=-1).mean(dim=0))
+    assert not x.requires_grad  # the caller's input is untouched
+
+
+def test_gradient_vanishes_or_explodes_with_the_recurrent_weight():
+    """A linear-regime vanilla RNN (tiny inputs): the gradient k steps back scales like w_hh ** k."""
+    T = 12
+    x = torch.full((1, T, 1), 1e-4)
+    for w_hh, direction in ((0.5, "vanishes"), (1.5, "explodes")):
+        weights = (torch.ones(1, 1), torch.full((1, 1), w_hh), torch.zeros(1), torch.zeros(1))
+        norms = rnn.gradient_norms_through_time(rnn.rnn_cell, x, torch.zeros(1, 1), weights)
+        ratios = norms[:-1] / norms[1:]  # one step further back, over one step nearer the end
+        assert torch.allclose(ratios, torch.full_like(ratios, w_hh), rtol=1e-3), (direction, ratios)
+    weights = (torch.ones(1, 1), torch.zeros(1, 1), torch.zeros(1), torch.zeros(1))
+    norms = rnn.gradient_norms_through_time(rnn.rnn_cell, x, torch.zeros(1, 1), weights)
+    assert norms[-1] > 0 and torch.all(norms[:-1] == 0)  # no recurrence: only the last input matters

@@ -174,6 +174,34 @@ def bidirectional_layer(cell: Cell, x: Tensor, state_forward: State, state_backw
     return output, final_forward, final_backward
 
 
+# --- gradients through time ------------------------------------------------------------
+
+
+def gradient_norms_through_time(cell: Cell, x: Tensor, state: State, weights: CellWeights,
+                                readout: Tensor | None = None) -> Tensor:
+    """How strongly the final state depends on each input: ||d (readout . h_T) / d x_t|| for every t.
+
+    Backpropagation through time: the gradient that reaches x_t has passed back through
+    every step after t, one Jacobian d h_{s+1} / d h_s per step, so its norm against the
+    distance T - 1 - t shows a memory fading (vanishing gradient) or blowing up (exploding).
+
+    Args: cell, e.g. `rnn_cell`; x (B, T, D), all sequences of length T; state h_0 (B, H) or
+      (h_0, c_0); weights for the cell; readout (H,), the direction of h_T to differentiate,
+      e.g. a classifier's weight row; None for ones (the sum of h_T).
+    Returns: (T,), the gradient's norm over D at each step t, averaged over the batch;
+      entry T - 1 is the last step, entry 0 the one farthest back.
+    Matches: torch.autograd.grad of (readout . h_T) with respect to x through torch.nn.RNN/LSTM/GRU.
+    """
+    B, T, D = x.shape
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)  # a leaf of our own: the caller's x is left alone
+        _, final = unroll(cell, x, state, weights)
+        h_T = _hidden(final)  # (B, H)
+        readout = torch.ones(h_T.shape[-1], device=x.device, dtype=x.dtype) if readout is None else readout
+        (gradient,) = torch.autograd.grad((h_T @ readout).sum(), x)  # (B, T, D)
+    return gradient.norm(dim=-1).mean(dim=0)  # (T,)
+
+
 # --- modules: parameters named as in torch.nn -----------------------------------------
 
 
