@@ -3,9 +3,14 @@ and a build with an error fails — also when it is run again."""
 
 from __future__ import annotations
 
+import ast
+import html as html_module
+import importlib
+import inspect
 import json
 import re
 import shutil
+import textwrap
 from pathlib import Path
 
 import nbformat
@@ -75,6 +80,50 @@ def test_rnn_chapter_has_figures_and_a_saved_widget(book_html):
     assert len(re.findall(r"<figure", html)) >= 5  # the lecture's diagrams and a training curve
     assert "application/vnd.jupyter.widget-state+json" in html  # widget state saved in the page
     assert "application/vnd.jupyter.widget-view+json" in html
+
+
+# Functions students write in the assignment, beyond the graded parts `dl4nlp.exercises` lists today.
+ALSO_GRADED = {"rnn": ["unroll"]}
+
+
+def graded_functions(chapter: str) -> list:
+    """The package functions of a chapter that its assignment grades."""
+    from dl4nlp.exercises import load
+
+    parts = [(part.module, part.name) for part in load(chapter).parts]
+    parts += [(f"dl4nlp.{chapter}", name) for name in ALSO_GRADED.get(chapter, [])]
+    return [getattr(importlib.import_module(module), name) for module, name in dict.fromkeys(parts)]
+
+
+def body_lines(function) -> list[str]:
+    """The statements of a function's body after its docstring, one stripped line each (no comments)."""
+    source = textwrap.dedent(inspect.getsource(function))
+    definition = ast.parse(source).body[0]
+    body = definition.body[1:] if isinstance(definition.body[0], ast.Expr) else definition.body
+    lines = source.splitlines()[body[0].lineno - 1: body[-1].end_lineno]
+    code = [line.split("  #")[0].strip() for line in lines]
+    return [line for line in code if len(line) >= 12]  # short lines ("return h, c") are not distinctive
+
+
+def page_text(html: str) -> str:
+    """What a reader sees of a page: tags removed (highlighted code is split into spans), entities decoded."""
+    text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", html, flags=re.S)
+    return html_module.unescape(re.sub(r"<[^>]+>", "", text))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", [page for page in NOTEBOOK_PAGES if Path(page).name == "rnn"])
+def test_chapter_page_is_not_the_answer_key(book_html, page):
+    """The page shows a graded function's contract (signature, docstring), never a line of its body."""
+    text = page_text((book_html / f"{page}.html").read_text())
+    from dl4nlp import rnn
+
+    shown = body_lines(rnn.reverse_padded)  # not graded: the page shows its body, so the check can see bodies
+    assert all(line in text for line in shown), "the page no longer shows reverse_padded: pick another witness"
+    for function in graded_functions(Path(page).name):
+        assert function.__doc__.strip().splitlines()[0] in text, f"show the contract of {function.__name__}"
+        leaked = [line for line in body_lines(function) if line in text]
+        assert not leaked, f"the page shows the body of the graded {function.__name__}: {leaked}"
 
 
 def test_a_failing_cell_fails_the_build_every_time(tmp_path):

@@ -368,3 +368,20 @@ def test_generator_makes_initialisation_reproducible():
     assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(first.parameters(), third.parameters()))
     assert torch.equal(first.embedding.weight[0], torch.zeros(64))  # the padding row
+
+
+# --- gradients through time -------------------------------------------------------------
+
+
+def test_gradient_vanishes_or_explodes_with_the_recurrent_weight():
+    """A linear-regime vanilla RNN (tiny inputs): the gradient k steps back scales like w_hh ** k."""
+    T = 12
+    x = torch.full((1, T, 1), 1e-4)
+    for w_hh, direction in ((0.5, "vanishes"), (1.5, "explodes")):
+        weights = (torch.ones(1, 1), torch.full((1, 1), w_hh), torch.zeros(1), torch.zeros(1))
+        norms = rnn.gradient_norms(rnn.rnn_cell, x, torch.zeros(1, 1), weights)[0]  # (T,)
+        ratios = norms[:-1] / norms[1:]  # one step further back, over one step nearer the end
+        assert torch.allclose(ratios, torch.full_like(ratios, w_hh), rtol=1e-3), (direction, ratios)
+    weights = (torch.ones(1, 1), torch.zeros(1, 1), torch.zeros(1), torch.zeros(1))
+    norms = rnn.gradient_norms(rnn.rnn_cell, x, torch.zeros(1, 1), weights)[0]  # (T,)
+    assert norms[-1] > 0 and torch.all(norms[:-1] == 0)  # no recurrence: only the last input matters

@@ -320,3 +320,60 @@ def test_hub_ids_go_to_load_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
     assert asked == ["stanfordnlp/sst2"]
     assert set(loaded) == {"train", "validation", "test"}
     assert loaded["test"]["label"][:] == [-1]
+
+
+# --- the harder variant -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hard() -> datasets.DatasetDict:
+    return load_sentiment("synthetic-hard")
+
+
+def test_hard_variant_keeps_the_schema_and_is_deterministic(hard: datasets.DatasetDict) -> None:
+    assert (len(hard["train"]), len(hard["validation"])) == (4000, 1000)
+    for split in hard.values():
+        assert split.features == SENTIMENT_FEATURES
+    again = make_synthetic_sentiment(seed=0, **sentiment.HARD_SYNTHETIC)
+    assert again["train"].to_dict() == hard["train"].to_dict()
+    assert make_synthetic_sentiment(seed=1, **sentiment.HARD_SYNTHETIC)["train"]["sentence"][:5] != \
+        hard["train"]["sentence"][:5]
+
+
+def test_hard_variant_flips_a_share_of_the_training_labels_only(hard: datasets.DatasetDict) -> None:
+    train_wrong = sum(oracle(s) != label for s, label in zip(hard["train"]["sentence"], hard["train"]["label"]))
+    share = sentiment.HARD_SYNTHETIC["label_noise"]
+    assert abs(train_wrong / len(hard["train"]) - share) < 0.02
+    assert all(oracle(s) == label for s, label in zip(hard["validation"]["sentence"], hard["validation"]["label"]))
+    labels = hard["train"]["label"][:]
+    assert 0.45 < sum(labels) / len(labels) < 0.55
+
+
+def test_hard_variant_puts_the_clause_further_from_the_ends(hard: datasets.DatasetDict) -> None:
+    (long_low, long_high), (buried_low, buried_high) = (sentiment.HARD_SYNTHETIC["long_range_filler"],
+                                                        sentiment.HARD_SYNTHETIC["buried_filler"])
+    assert long_low > sentiment.LONG_RANGE_FILLER[1] and buried_low > sentiment.BURIED_FILLER[1]
+    seen = set()
+    for sentence in hard["validation"]["sentence"]:
+        kind, clauses = parse(sentence)
+        if kind not in ("long_range", "buried"):
+            continue
+        before, after = f" {sentence}".split(f" {clauses[0]} ")
+        filler = len(after.split()) - 2
+        low, high = (long_low, long_high) if kind == "long_range" else (buried_low, buried_high)
+        assert low <= filler <= high, sentence
+        if kind == "buried":
+            assert low <= len(before.split()) - 1 <= high, sentence
+        seen.add(kind)
+    assert seen == {"long_range", "buried"}
+
+
+def test_synthetic_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="label_noise"):
+        make_synthetic_sentiment(10, 10, label_noise=0.5)
+    with pytest.raises(ValueError, match="long_range_filler"):
+        make_synthetic_sentiment(10, 10, long_range_filler=(2, 5))
+    with pytest.raises(ValueError, match="buried_filler"):
+        make_synthetic_sentiment(10, 10, buried_filler=(9, 8))
+    assert make_synthetic_sentiment(50, 20, label_noise=0.0)["train"].to_dict() == \
+        make_synthetic_sentiment(50, 20)["train"].to_dict()  # the defaults are the original data set

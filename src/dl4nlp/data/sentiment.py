@@ -80,6 +80,9 @@ _FILLER_BY_LENGTH = {length: [phrase for phrase in _FILLER if len(phrase.split()
 SYNTHETIC_KINDS = ("plain", "negation", "contrast", "long_range", "buried")
 LONG_RANGE_FILLER = (12, 20)  # long_range: the filler tokens after the clause, drawn from this range
 BURIED_FILLER = (10, 12)  # buried: the filler tokens on each side of the clause, drawn from this range
+# The harder variant (source "synthetic-hard"): the deciding clause further from the ends, and a share of the
+# training labels flipped at random, so that models separate instead of all reaching 100%.
+HARD_SYNTHETIC = {"long_range_filler": (30, 45), "buried_filler": (18, 25), "label_noise": 0.1}
 
 
 def _filler(rng: random.Random, length: int) -> list[str]:
@@ -107,7 +110,9 @@ def _clause(rng: random.Random, polarity: int, negated: bool) -> list[str]:
     return [*verb.split(), article, *description]  # "it is a (truly) brilliant film"
 
 
-def synthetic_sentence(kind: str, label: int, rng: random.Random) -> str:
+def synthetic_sentence(kind: str, label: int, rng: random.Random, *,
+                       long_range_filler: tuple[int, int] = LONG_RANGE_FILLER,
+                       buried_filler: tuple[int, int] = BURIED_FILLER) -> str:
     """One synthetic review of the given kind whose sentiment is `label` (0 negative, 1 positive).
 
     Every review is built from clauses such as "the plot was (really) clever" or "it is a
@@ -131,7 +136,9 @@ def synthetic_sentence(kind: str, label: int, rng: random.Random) -> str:
       from both ends and both directions of a bidirectional model must carry it: a vanilla
       RNN forgets it, the gated memory of an LSTM or GRU keeps it.
 
-    Args: kind, one of SYNTHETIC_KINDS; label, 0 or 1; rng, the random source.
+    Args: kind, one of SYNTHETIC_KINDS; label, 0 or 1; rng, the random source;
+      long_range_filler, buried_filler: the (lowest, highest) number of filler tokens
+      after the clause of ``long_range`` and on each side of the clause of ``buried``.
     Returns: the sentence, lowercase and tokenized like SST-2 (tokens separated by spaces).
     """
     if label not in (0, 1):
@@ -153,27 +160,32 @@ def synthetic_sentence(kind: str, label: int, rng: random.Random) -> str:
         else:
             tokens = [*main, ",", "even though", *other]
     elif kind == "long_range":
-        tokens = [*_clause(rng, label, negated=False), ",", *_filler(rng, rng.randint(*LONG_RANGE_FILLER))]
+        tokens = [*_clause(rng, label, negated=False), ",", *_filler(rng, rng.randint(*long_range_filler))]
     elif kind == "buried":
-        before, after = (_filler(rng, rng.randint(*BURIED_FILLER)) for _ in range(2))
+        before, after = (_filler(rng, rng.randint(*buried_filler)) for _ in range(2))
         tokens = [*before, ",", *_clause(rng, label, negated=False), ",", *after]
     else:
         raise ValueError(f"kind must be one of {SYNTHETIC_KINDS}, got {kind!r}")
     return " ".join([*tokens, "."])
 
 
-def _synthetic_split(size: int, rng: random.Random) -> datasets.Dataset:
-    """`size` examples, labels balanced within every kind, in random order."""
+def _synthetic_split(size: int, rng: random.Random, label_noise: float = 0.0, **filler) -> datasets.Dataset:
+    """`size` examples, labels balanced within every kind, in random order; a share `label_noise`
+    of the labels is then flipped (the sentences stay as they are)."""
     plan = [(SYNTHETIC_KINDS[(index // 2) % len(SYNTHETIC_KINDS)], index % 2) for index in range(size)]
     rng.shuffle(plan)
-    sentences = [synthetic_sentence(kind, label, rng) for kind, label in plan]
-    return datasets.Dataset.from_dict(
-        {"idx": list(range(size)), "sentence": sentences, "label": [label for _, label in plan]},
-        features=SENTIMENT_FEATURES)
+    sentences = [synthetic_sentence(kind, label, rng, **filler) for kind, label in plan]
+    labels = [label for _, label in plan]
+    if label_noise > 0:
+        labels = [1 - label if rng.random() < label_noise else label for label in labels]
+    return datasets.Dataset.from_dict({"idx": list(range(size)), "sentence": sentences, "label": labels},
+                                      features=SENTIMENT_FEATURES)
 
 
-def make_synthetic_sentiment(num_train: int = 4000, num_validation: int = 1000, *,
-                             seed: int = 0) -> datasets.DatasetDict:
+def make_synthetic_sentiment(num_train: int = 4000, num_validation: int = 1000, *, seed: int = 0,
+                             long_range_filler: tuple[int, int] = LONG_RANGE_FILLER,
+                             buried_filler: tuple[int, int] = BURIED_FILLER,
+                             label_noise: float = 0.0) -> datasets.DatasetDict:
     """A generated movie-review data set with the schema of SST-2, to run offline.
 
     Each split holds the five kinds of `synthetic_sentence` (plain, negation, contrast,
@@ -188,15 +200,29 @@ def make_synthetic_sentiment(num_train: int = 4000, num_validation: int = 1000, 
     the same on every machine and Python version. Generating the default sizes takes
     a fraction of a second.
 
-    Args: num_train, num_validation, the split sizes; seed.
+    The keyword options make it harder (`HARD_SYNTHETIC` is the set the book's comparison
+    uses, ``load_sentiment("synthetic-hard")``): longer filler puts the deciding clause of
+    ``long_range`` and ``buried`` sentences further from the ends, and `label_noise` flips
+    that share of the *training* labels at random (validation labels stay right, so
+    validation accuracy still measures what was learned, and a model that memorises the
+    flipped labels gains nothing from it).
+
+    Args: num_train, num_validation, the split sizes; seed; long_range_filler, buried_filler,
+      see `synthetic_sentence`; label_noise, in [0, 0.5), the share of training labels flipped.
     Returns: DatasetDict with "train" and "validation", columns idx (int32), sentence
       (string), label (ClassLabel(names=["negative", "positive"])).
     """
     if num_train < 0 or num_validation < 0:
         raise ValueError(f"split sizes must be >= 0, got {num_train} and {num_validation}")
+    if not 0 <= label_noise < 0.5:
+        raise ValueError(f"label_noise must be in [0, 0.5), got {label_noise}")
+    for name, (low, high) in (("long_range_filler", long_range_filler), ("buried_filler", buried_filler)):
+        if not 3 <= low <= high:
+            raise ValueError(f"{name} must be (low, high) with 3 <= low <= high, got {(low, high)}")
+    filler = {"long_range_filler": long_range_filler, "buried_filler": buried_filler}
     rng = random.Random(seed)
-    train = _synthetic_split(num_train, rng)
-    validation = _synthetic_split(num_validation, rng)
+    train = _synthetic_split(num_train, rng, label_noise, **filler)
+    validation = _synthetic_split(num_validation, rng, **filler)
     return datasets.DatasetDict({"train": train, "validation": validation})
 
 
@@ -241,7 +267,8 @@ def _to_sst2_schema(split: datasets.Dataset, name: str) -> datasets.Dataset:
 def load_sentiment(source: str | None = None, *, seed: int = 0) -> datasets.DatasetDict:
     """The sentence-classification data set of the RNN chapter, with SST-2's schema.
 
-    Args: source, "synthetic" for `make_synthetic_sentiment(seed=seed)`; anything else goes
+    Args: source, "synthetic" for `make_synthetic_sentiment(seed=seed)`, "synthetic-hard" for
+      `make_synthetic_sentiment(seed=seed, **HARD_SYNTHETIC)`; anything else goes
       to `datasets.load_dataset`: a hub id ("stanfordnlp/sst2") or a local folder of data
       files (parquet, CSV, JSON) named by split, like the hub's ``data/train-*.parquet``.
       None: `default_source()`, i.e. $DL4NLP_DATA, else SST-2 in Colab, else synthetic.
@@ -256,6 +283,8 @@ def load_sentiment(source: str | None = None, *, seed: int = 0) -> datasets.Data
     source = default_source() if source is None else source
     if source == "synthetic":
         return make_synthetic_sentiment(seed=seed)
+    if source == "synthetic-hard":
+        return make_synthetic_sentiment(seed=seed, **HARD_SYNTHETIC)
     loaded = datasets.load_dataset(source)
     if not isinstance(loaded, datasets.DatasetDict) or "train" not in loaded:
         found = list(loaded) if isinstance(loaded, datasets.DatasetDict) else type(loaded).__name__
