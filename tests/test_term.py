@@ -318,6 +318,9 @@ def test_the_fraction_of_cases_passed():
 # --- real grading: shards, regrades, --partial -------------------------------------------------------
 
 
+TOTAL = sum(exercises.load("rnn").points.values())  # full marks of the rnn assignment
+
+
 def _grade(folder: Path, out: Path, *options: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "dl4nlp", "autograde", "rnn", str(folder), "--out", str(out),
                              "--cell-timeout", "60", *options], cwd=ROOT, stdout=subprocess.PIPE,
@@ -338,7 +341,7 @@ def graded(tmp_path_factory) -> Path:
                                    ["bob", "rnn", "rnn_cell", "1", "regrade: stub, but the idea in a comment"]])
     grades, _ = autograde("rnn", folder, tmp / "grades.csv", "--cell-timeout", "60", "--overrides",
                           str(tmp / "overrides.csv"), "--feedback", str(tmp / "feedback"))
-    assert [float(grades[s]["score"]) for s in ("alice", "bob", "carol, \"cc\"", "dave")] == [13, 1, 13, 0]
+    assert [float(grades[s]["score"]) for s in ("alice", "bob", "carol, \"cc\"", "dave")] == [TOTAL, 1, TOTAL, 0]
     assert grades["carol, \"cc\""]["late"] == "2" and grades["alice"]["late"] == ""
     assert "override: automatic 0/2, set to 1 (regrade: stub" in grades["bob"]["detail"]
     assert "automatic 0/2, set to 1" in (tmp / "feedback" / "bob.html").read_text()
@@ -375,7 +378,7 @@ def test_a_regrade_changes_one_row_only(graded, tmp_path):
     assert after[0] == COLUMNS and len(after) == len(before)
     changed = [index for index, (old, new) in enumerate(zip(before, after)) if old != new]
     assert [after[index][0] for index in changed] == ["bob"]
-    assert after[changed[0]][2] == "12.0"  # 13 automatic, with rnn_cell overridden to 1
+    assert float(after[changed[0]][2]) == TOTAL - 1  # full marks automatic, with rnn_cell (2 points) overridden to 1
     old_lines = (graded / "grades.csv").read_bytes().splitlines()
     new_lines = (tmp_path / "grades.csv").read_bytes().splitlines()
     assert [line for line in new_lines if not line.startswith(b"bob,")] == \
@@ -388,7 +391,7 @@ def test_partial_credit_gives_the_fraction_of_cases(tmp_path):
     write_submission(folder, "erin", replaced(read(HONEST), "rnn_cell", _rnn_cell_wrong_for_one_sentence),
                      "rnn.ipynb")
     partial, _ = autograde("rnn", folder, tmp_path / "partial.csv", "--cell-timeout", "60", "--partial")
-    assert float(partial["erin"]["score"]) == 12.5 and "test_rnn_cell 1.5/2" in partial["erin"]["detail"]
+    assert float(partial["erin"]["score"]) == TOTAL - 0.5 and "test_rnn_cell 1.5/2" in partial["erin"]["detail"]
 
 
 def test_the_readmes_job_scripts_parse(tmp_path):
