@@ -111,8 +111,9 @@ class Grader:
     """One grading run: the rubric, the sandbox and a scratch folder, shared by all jobs."""
 
     def __init__(self, root: Path, assignment: str, submissions: Path, limits: Limits,
-                 private: list[Path] = ()) -> None:
+                 private: list[Path] = (), partial: bool = False) -> None:
         self.rubric: Rubric = load_rubric(root, assignment)
+        self.partial = partial  # --partial: a part earns the fraction of its cases passed
         self.submissions, self.limits = submissions, limits
         self.secret = course_secret(root)
         self.reader = LimitedReader(root, assignment)
@@ -126,7 +127,6 @@ class Grader:
         self._lock = threading.Lock()
         self._workers: list[Worker] = []
         self._idle: queue.Queue[Worker] = queue.Queue()
-        self.partial = False  # --partial: a part earns the fraction of its cases passed
 
     def start_workers(self, jobs: int) -> None:
         """Start the workers in the background (each imports torch once: seconds).
@@ -589,8 +589,7 @@ def grade_folder(root: Path, assignment: str, submissions: Path, *, jobs: int = 
     if not submissions.is_dir():
         raise GradingError(f"submissions folder {submissions} does not exist")
     torch.set_num_threads(1)
-    grader = Grader(root, assignment, submissions, limits, list(private))
-    grader.partial = partial
+    grader = Grader(root, assignment, submissions, limits, list(private), partial)
     try:
         entries = select(grader.entries()) if select else grader.entries()
         grader.start_workers(max(1, min(jobs, len(entries))))
