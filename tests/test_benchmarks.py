@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
