@@ -1,0 +1,404 @@
+"""Our reference implementations against PyTorch and Hugging Face, side by side (issue 18).
+
+    .venv/bin/python benchmarks/models.py [--rows NAME ...] [--repeats 7] [--warmup 2] [--quick]
+                                          [--device auto|cpu|cuda] [--threads N] [--json FILE] [--list]
+    .venv/bin/python benchmarks/models.py --notebooks [--json FILE]    the notebooks' smoke runs instead
+    .venv/bin/python benchmarks/models.py --notebooks --rows all        both tables
+
+Each pair (ours, reference) runs in the same process on the same inputs (weights copied over, outputs
+checked equal first): warm-up calls of each, then `--repeats` rounds that time both, alternating which
+goes first, each sample the mean of enough calls to last about 0.2 s. The table gives the medians,
+the ratio ours / reference, the ratio the issue requires and whether it was met, and for every row where
+(device, torch, threads) and when it was measured. cuda is used when present, else the CPU.
+
+`--quick` is a smoke check of the script itself (tiny shapes, few samples): its ratios mean nothing and
+its rows say so. `--notebooks` times the smoke run of every book page and instructor notebook (nbclient,
+DL4NLP_SMOKE=1, offline), kernel start-up included, against the 60 s budget.
+
+A benchmark, not a test: the numbers depend on the machine and on what else runs on it.
+
+Adding a row (a chapter does this, nothing else): one function that builds the inputs and returns the two
+callables, registered with `@pair`:
+
+    @pair("conv1d", ours="dl4nlp.cnn.conv1d", reference="torch.nn.functional.conv1d",
+          setting="(32, 64, 300), 100 filters each of width 3, 4, 5", required=2.0)
+    def conv1d_pair(device, quick):
+        ...
+        return ours_callable, reference_callable
+
+A row whose chapter has not landed raises `Pending` and is listed as not yet measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE_BUDGET_S = 60.0  # issue 18: the smoke run of every assignment and page on the 2-core CPU
+NOTEBOOK_ENVIRONMENT = {"DL4NLP_SMOKE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
+                        "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg"}
+
+Factory = Callable[..., tuple[Callable[[], object], Callable[[], object]]]  # (device, quick) -> (ours, reference)
+
+
+class Pending(Exception):
+    """Raised by a row whose chapter has not landed yet: the row is listed, not measured."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    name: str
+    ours: str
+    reference: str
+    setting: str
+    required: float  # ours / reference must be at most this
+    requirement: str  # how the issue states it
+    factory: Factory
+
+
+PAIRS: dict[str, Pair] = {}
+
+
+def pair(name: str, *, ours: str, reference: str, setting: str, required: float,
+         requirement: str | None = None) -> Callable[[Factory], Factory]:
+    """Register a row: the decorated function takes (device, quick) and returns (ours, reference), two
+    callables without arguments that each run one timed call. `required` bounds ours / reference."""
+    def register(factory: Factory) -> Factory:
+        if name in PAIRS:
+            raise ValueError(f"two benchmark rows are named {name!r}")
+        PAIRS[name] = Pair(name, ours, reference, setting, required, requirement or f"≤ {required:g}", factory)
+        return factory
+    return register
+
+
+# --- the rows ------------------------------------------------------------------------------------------
+
+
+def _lstm_pair(device, quick: bool, backward: bool):
+    import torch
+
+    from dl4nlp.rnn import LSTM
+
+    B, T, D, H = (4, 10, 16, 32) if quick else (32, 100, 128, 256)
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    reference = torch.nn.LSTM(D, H, num_layers=1, bidirectional=True, batch_first=True).to(device)
+    ours = LSTM.from_torch(reference)
+    x = torch.randn(B, T, D, generator=generator).to(device)
+    with torch.no_grad():
+        tolerance = 1e-5 if device.type == "cpu" else 2e-3  # cuDNN's LSTM may use TF32 on a GPU
+        assert torch.allclose(ours(x)[0], reference(x)[0], atol=tolerance), "our LSTM and torch's disagree"
+    if not backward:
+        ours.eval()
+        reference.eval()
+
+        def run(module):
+            def forward():
+                with torch.no_grad():
+                    return module(x)[0]
+            return forward
+    else:
+        x.requires_grad_(True)
+
+        def run(module):
+            def forward_backward():
+                module.zero_grad(set_to_none=True)
+                x.grad = None
+                module(x)[0].sum().backward()
+            return forward_backward
+    return run(ours), run(reference)
+
+
+@pair("lstm-forward", ours="`dl4nlp.rnn.LSTM`, bidirectional", reference="`torch.nn.LSTM`",
+      setting="B 32, T 100, D 128, H 256, 1 layer; forward, eval, no_grad", required=3.0)
+def lstm_forward(device, quick):
+    return _lstm_pair(device, quick, backward=False)
+
+
+@pair("lstm-train", ours="`dl4nlp.rnn.LSTM`, bidirectional", reference="`torch.nn.LSTM`",
+      setting="B 32, T 100, D 128, H 256, 1 layer; forward + backward", required=3.0)
+def lstm_train(device, quick):
+    return _lstm_pair(device, quick, backward=True)
+
+
+# Rows that arrive with later chapters: each chapter replaces the `raise Pending` with the inputs and the
+# two callables (same weights, outputs checked equal first, as in `_lstm_pair`).
+
+@pair("attention", ours="`scaled_dot_product_attention`",
+      reference="`torch.nn.functional.scaled_dot_product_attention`", setting="(B, H, T, Dh) = (8, 12, 128, 64)",
+      required=1.2)
+def attention(device, quick):
+    raise Pending("the attention chapter")
+
+
+@pair("bert", ours="`BertModel` forward", reference="`transformers.BertModel`",
+      setting="the packaged MiniLM weights, batch 32 × 128 tokens, eval", required=1.2)
+def bert(device, quick):
+    raise Pending("the transformer (BERT) chapter")
+
+
+@pair("conv1d", ours="`conv1d`", reference="`torch.nn.functional.conv1d`",
+      setting="(32, 64, 300), 100 filters each of width 3, 4 and 5", required=2.0)
+def conv1d(device, quick):
+    raise Pending("the CNN chapter")
+
+
+@pair("generate", ours="`generate` with the key/value cache", reference="`transformers` `generate(do_sample=False)`",
+      setting="the same small GPT-2 config, 128 new tokens", required=1.0)
+def generate(device, quick):
+    raise Pending("the generation chapter")
+
+
+@pair("generate-cache", ours="`generate` with the cache", reference="our `generate` without the cache",
+      setting="the same small GPT-2 config, 128 new tokens", required=1 / 3, requirement="≤ 0.33 (≥ 3× faster)")
+def generate_cache(device, quick):
+    raise Pending("the generation chapter")
+
+
+# --- timing --------------------------------------------------------------------------------------------
+
+
+def _synchronize(device) -> None:
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+def _sample(function: Callable[[], object], number: int, device) -> float:
+    """Seconds per call, the mean over `number` calls."""
+    _synchronize(device)
+    start = time.perf_counter()
+    for _ in range(number):
+        function()
+    _synchronize(device)
+    return (time.perf_counter() - start) / number
+
+
+def measure(ours: Callable[[], object], reference: Callable[[], object], device, *, repeats: int, warmup: int,
+            target_s: float) -> dict:
+    """Warm up both, then `repeats` rounds timing both, alternating which goes first. Seconds per call."""
+    first = {}
+    for name, function in (("ours", ours), ("reference", reference)):
+        first[name] = _sample(function, 1, device)
+        for _ in range(max(0, warmup - 1)):
+            first[name] = min(first[name], _sample(function, 1, device))
+    number = {name: max(1, round(target_s / max(seconds, 1e-9))) for name, seconds in first.items()}
+    samples: dict[str, list[float]] = {"ours": [], "reference": []}
+    functions = {"ours": ours, "reference": reference}
+    for index in range(repeats):
+        order = ("ours", "reference") if index % 2 == 0 else ("reference", "ours")
+        for name in order:
+            samples[name].append(_sample(functions[name], number[name], device))
+    return {"samples_s": samples, "calls_per_sample": number,
+            "median_s": {name: statistics.median(values) for name, values in samples.items()}}
+
+
+# --- where and when ------------------------------------------------------------------------------------
+
+
+def device_name(device) -> str:
+    if device.type == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} CPUs)"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} CPUs)"
+
+
+def where(device) -> dict:
+    import torch
+
+    return {"device": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def load() -> str:
+    try:
+        return "load average " + ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return "load average unknown"
+
+
+# --- the tables ----------------------------------------------------------------------------------------
+
+
+def _ms(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds * 1000:.3g} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def run_pairs(names: list[str], args, device) -> list[dict]:
+    rows = []
+    for name in names:
+        entry = PAIRS[name]
+        row = {"row": name, "ours": entry.ours, "reference": entry.reference, "setting": entry.setting,
+               "required": entry.required, "requirement": entry.requirement, "quick": args.quick}
+        try:
+            ours, reference = entry.factory(device, args.quick)
+        except Pending as pending:
+            row.update(status="pending", note=f"arrives with {pending}")
+            rows.append(row)
+            print(f"{name}: not yet measured (arrives with {pending})", file=sys.stderr, flush=True)
+            continue
+        result = measure(ours, reference, device, repeats=args.repeats, warmup=args.warmup,
+                         target_s=0.02 if args.quick else 0.2)
+        ratio = result["median_s"]["ours"] / result["median_s"]["reference"]
+        row.update(status="measured", ratio=ratio, met=None if args.quick else ratio <= entry.required,
+                   when=now(), load=load(), **where(device), **result)
+        rows.append(row)
+        spread = {side: f"{_ms(min(values))} to {_ms(max(values))}" for side, values in result["samples_s"].items()}
+        print(f"{name}: ours {_ms(result['median_s']['ours'])} ({spread['ours']}), reference "
+              f"{_ms(result['median_s']['reference'])} ({spread['reference']}), ratio {ratio:.2f} ({load()})",
+              file=sys.stderr, flush=True)
+    return rows
+
+
+def pairs_table(rows: list[dict]) -> str:
+    lines = ["| ours | reference | setting | ours (median) | reference (median) | ratio | required | met | "
+             "where | when |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        setting = row["setting"]
+        if row["status"] == "pending":
+            lines.append(f"| {row['ours']} | {row['reference']} | {setting} | — | — | — | {row['requirement']} | "
+                         f"not yet measured ({row['note']}) | — | — |")
+            continue
+        met = "— (quick)" if row["met"] is None else "yes" if row["met"] else "**no**"
+        if row["quick"]:
+            setting += " — **quick mode: tiny shapes, the ratio means nothing**"
+        place = f"{row['device']}, torch {row['torch']}, {row['threads']} thread{'s' * (row['threads'] != 1)}"
+        lines.append(f"| {row['ours']} | {row['reference']} | {setting} | {_ms(row['median_s']['ours'])} | "
+                     f"{_ms(row['median_s']['reference'])} | {row['ratio']:.2f} | {row['requirement']} | {met} | "
+                     f"{place} | {row['when']}, {row['load']} |")
+    return "\n".join(lines)
+
+
+def course_notebooks() -> list[Path]:
+    return sorted([*ROOT.glob("book/*.ipynb"), *ROOT.glob("solutions/*/*.ipynb")])
+
+
+def run_notebooks(paths: list[Path]) -> list[dict]:
+    """Each notebook executed whole in smoke mode, offline, with this checkout's dl4nlp; wall seconds, kernel
+    start-up included."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    os.environ.update(NOTEBOOK_ENVIRONMENT)  # the kernels inherit this process's environment
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    rows = []
+    for path in paths:
+        notebook = nbformat.read(path, as_version=4)
+        client = NotebookClient(notebook, timeout=600, kernel_name="python3",
+                                resources={"metadata": {"path": str(path.parent)}})
+        before = load()
+        start = time.perf_counter()
+        error = None
+        try:
+            client.execute()
+        except Exception as problem:  # noqa: BLE001 - reported in the row
+            error = f"{type(problem).__name__}: {str(problem)[-300:]}"
+        seconds = time.perf_counter() - start
+        row = {"notebook": str(path.relative_to(ROOT)), "seconds": seconds, "budget_s": SMOKE_BUDGET_S,
+               "met": error is None and seconds <= SMOKE_BUDGET_S, "error": error, "when": now(), "load": before,
+               "device": device_name(_cpu()), "torch": _torch_version(), "cpus": os.cpu_count()}
+        rows.append(row)
+        print(f"{row['notebook']}: {seconds:.1f} s{' FAILED ' + error if error else ''}", file=sys.stderr, flush=True)
+    return rows
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+def _cpu():
+    import torch
+
+    return torch.device("cpu")
+
+
+def notebooks_table(rows: list[dict]) -> str:
+    lines = ["| notebook | smoke run | budget | met | where | when |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        met = "yes" if row["met"] else f"**no** ({row['error']})" if row["error"] else "**no**"
+        lines.append(f"| `{row['notebook']}` | {row['seconds']:.1f} s | {row['budget_s']:.0f} s | {met} | "
+                     f"{row['device']}, torch {row['torch']}, nbclient, kernel start-up included | "
+                     f"{row['when']}, {row['load']} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    parser.add_argument("--rows", nargs="+", metavar="NAME",
+                        help=f"rows to run, or 'all' (default: all); one of {', '.join(PAIRS)}")
+    parser.add_argument("--repeats", type=int, default=7, help="timed rounds per row (default: 7; --quick: 3)")
+    parser.add_argument("--warmup", type=int, default=2, help="warm-up calls of each (default: 2; --quick: 1)")
+    parser.add_argument("--quick", action="store_true", help="smoke check of the script: tiny shapes, few samples")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own)")
+    parser.add_argument("--notebooks", action="store_true",
+                        help="time the notebooks' smoke runs against the 60 s budget (the pairs too only if --rows)")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--list", action="store_true", help="list the rows and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for entry in PAIRS.values():
+            print(f"{entry.name}: {entry.ours} vs {entry.reference}; {entry.setting}; {entry.requirement}")
+        return 0
+    if args.quick:
+        args.repeats = min(args.repeats, 3)
+        args.warmup = min(args.warmup, 1)
+    names = list(PAIRS) if args.rows in (None, ["all"]) else args.rows
+    unknown = [name for name in names if name not in PAIRS]
+    if unknown:
+        parser.error(f"unknown rows {unknown}; known: {', '.join(PAIRS)}")
+    run_the_pairs = not args.notebooks or args.rows is not None
+    results: dict = {"started": now(), "load_before": load()}
+
+    if run_the_pairs:
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+                              else "cpu")
+        results["pairs"] = run_pairs(names, args, device)
+        print(pairs_table(results["pairs"]))
+    if args.notebooks:
+        results["notebooks"] = run_notebooks(course_notebooks())
+        if run_the_pairs:
+            print()
+        print(notebooks_table(results["notebooks"]))
+    results["finished"], results["load_after"] = now(), load()
+    print(f"\n{results['started']} to {results['finished']}; {results['load_before']} before, "
+          f"{results['load_after']} after.")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    failed = [row for row in results.get("notebooks", []) if row["error"]]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
