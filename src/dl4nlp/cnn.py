@@ -199,7 +199,7 @@ class Conv1d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Args: x (B, T, D) with D = in_channels. Returns: (B, T_out, C)."""
-        check_shapes(type(self).__name__, x=(x, "B T D"), weight=(self.weight, "C D K"))
+        check_shapes(type(self).__name__, weight=(self.weight, "C D K"), x=(x, "B T D"))  # blame x, not the weights
         return self.conv(x, self.weight, self.bias, self.stride)
 
     @classmethod
