@@ -101,7 +101,7 @@ def feature_lengths(lengths: Tensor, kernel_size: int, stride: int = 1) -> Tenso
     Raises: ValueError if a sentence is shorter than the kernel (it has no window).
     """
     check_shapes("feature_lengths", lengths=(lengths, "B"))
-    _check_window("feature_lengths", kernel_size, stride, kernel_size)
+    _check_window("feature_lengths", kernel_size, stride, time=kernel_size)  # K and stride only; lengths below
     if len(lengths) and int(lengths.min()) < kernel_size:
         raise ValueError(f"feature_lengths: every sentence must be at least as long as the kernel (K={kernel_size}), "
                          f"got lengths {lengths.tolist()}")
