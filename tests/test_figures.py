@@ -32,6 +32,7 @@ EXPECTED_LABELS = {
     "rnn.gru_cell_figure": ["reset", "update", "candidate", "tanh", "1−", "h}_{t-1}"],
     "rnn.bidirectional_rnn_figure": ["forward", "backward", "overrightarrow", "overleftarrow", "y}_{1}"],
     "rnn.bidirectional_classifier_figure": ["linear", "softmax", "last word", "first word", "P(positive)"],
+    "cnn.convolution_figure": ["sentence", "window: K = 3", "kernel", "feature map (5)", "stride = 1", "film"],
 }
 MIN_ARTISTS = 15  # patches + texts: a figure with fewer has lost its content
 
@@ -114,6 +115,26 @@ def test_figure_functions_are_deterministic() -> None:
     assert _texts(first) == _texts(second)
     assert [p.get_extents().bounds for p in first.axes[0].patches] == \
         [p.get_extents().bounds for p in second.axes[0].patches]
+
+
+@pytest.mark.parametrize("kernel_size, stride", [(1, 1), (3, 1), (2, 2), (3, 3), (7, 1)])
+def test_convolution_figure_draws_one_feature_per_window_of_conv1d(kernel_size: int, stride: int) -> None:
+    """The feature map drawn has as many entries as `dl4nlp.cnn.conv1d` computes, and only valid windows exist."""
+    import torch
+
+    from dl4nlp.cnn import conv1d
+    from dl4nlp.figures.cnn import convolution_figure
+
+    words = ("the", "film", "was", "not", "bad", "at", "all")
+    windows = conv1d(torch.zeros(1, len(words), 4), torch.zeros(1, 4, kernel_size), stride=stride).shape[1]
+    figure = convolution_figure(words, kernel_size, stride, position=windows - 1)
+    features = [text for text in _texts(figure) if re.fullmatch(r"\$y_\{\d+\}\$", text)]
+    assert features == [f"$y_{{{t}}}$" for t in range(1, windows + 1)]
+    assert f"feature map ({windows})" in _texts(figure)
+    with pytest.raises(ValueError, match="position must be between 0 and"):
+        convolution_figure(words, kernel_size, stride, position=windows)
+    with pytest.raises(ValueError, match="kernel_size"):
+        convolution_figure(words, len(words) + 1)
 
 
 # --- figure cells of the book's pages ---------------------------------------------------
