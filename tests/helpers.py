@@ -87,3 +87,12 @@ def gradients(outputs, inputs: Sequence[Tensor], seed: int = 0) -> tuple[Tensor,
 def leaves(*tensors: Tensor) -> list[Tensor]:
     """Detached copies that require gradients: the inputs to differentiate with respect to."""
     return [tensor.detach().clone().requires_grad_() for tensor in tensors]
+
+
+def assert_seeded_initialisation(build) -> nn.Module:
+    """`build(generator)` makes a model: the same seed gives the same parameters, another seed others.
+    Returns the first model, for checks of its own (such as the padding row)."""
+    first, second, third = (build(torch.Generator().manual_seed(seed)) for seed in (5, 5, 6))
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(first.parameters(), third.parameters()))
+    return first

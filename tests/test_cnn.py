@@ -6,7 +6,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from helpers import close, gradients, leaves
+from helpers import assert_seeded_initialisation, close, gradients, leaves
 from torch import nn
 from torch.nn import functional as F
 
@@ -336,9 +336,5 @@ def test_textcnn_takes_a_students_conv():
 
 def test_generator_makes_initialisation_reproducible():
     config = TextCNNConfig.small(vocab_size=7)
-    first = TextCNN(config, generator=torch.Generator().manual_seed(5))
-    second = TextCNN(config, generator=torch.Generator().manual_seed(5))
-    third = TextCNN(config, generator=torch.Generator().manual_seed(6))
-    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
-    assert not all(torch.equal(a, b) for a, b in zip(first.parameters(), third.parameters()))
+    first = assert_seeded_initialisation(lambda generator: TextCNN(config, generator=generator))
     assert torch.equal(first.embedding.weight[0], torch.zeros(16))  # the padding row

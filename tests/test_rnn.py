@@ -6,7 +6,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from helpers import cell_weights, close, gradients, leaves, torch_padded
+from helpers import assert_seeded_initialisation, cell_weights, close, gradients, leaves, torch_padded
 from torch import nn
 
 from dl4nlp import rnn
@@ -362,11 +362,7 @@ def test_classifier_config_errors():
 
 def test_generator_makes_initialisation_reproducible():
     config = ClassifierConfig(vocab_size=7)
-    first = SequenceClassifier(config, generator=torch.Generator().manual_seed(5))
-    second = SequenceClassifier(config, generator=torch.Generator().manual_seed(5))
-    third = SequenceClassifier(config, generator=torch.Generator().manual_seed(6))
-    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
-    assert not all(torch.equal(a, b) for a, b in zip(first.parameters(), third.parameters()))
+    first = assert_seeded_initialisation(lambda generator: SequenceClassifier(config, generator=generator))
     assert torch.equal(first.embedding.weight[0], torch.zeros(64))  # the padding row
 
 
