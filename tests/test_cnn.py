@@ -270,7 +270,7 @@ def test_pooling_and_lengths_errors():
 
 def test_textcnn_errors():
     model = TextCNN(TextCNNConfig.small(vocab_size=10))
-    with pytest.raises(ValueError, match=r"TextCNN: tokens should have shape \(B, T\)"):
+    with pytest.raises(ValueError, match=r"classify: tokens should have shape \(B, T\)"):
         model(torch.tensor([1, 2, 3]), torch.tensor([3]))
     with pytest.raises(ValueError, match=r"between 1 and T=3"):
         model(torch.tensor([[1, 2, 3]]), torch.tensor([4]))

@@ -237,6 +237,38 @@ class TextCNNConfig:
         return cls(vocab_size, num_classes, embedding_dim=16, kernel_sizes=(2, 3), num_filters=8, dropout=0.1)
 
 
+@shapes(tokens="B T", lengths=Lengths())
+def classify(tokens: Tensor, lengths: Tensor, embedding: nn.Embedding, convs: Sequence[Conv1d],
+             dropout: nn.Module, head: nn.Linear) -> Tensor:
+    """Kim's (2014) CNN for sentence classification, from token ids to class scores.
+
+        x = embedding(tokens)                          (B, T, D), zero rows past each sentence
+        f_j = max over the valid t of ReLU(conv_j(x))  (B, C) for each kernel size K_j
+        logits = head(dropout([f_1 ; ... ; f_n]))      (B, C_classes)
+
+    A sentence of L words has (L - K_j) // stride + 1 valid windows (`feature_lengths`);
+    windows that reach into padding never win the max. Sentences shorter than the
+    longest kernel are padded with zero vectors up to it (as Kim does), so every
+    kernel has at least one window: then those zero rows count as words.
+
+    Args: tokens (B, T) token ids, padded; lengths (B,) real lengths; embedding V -> D;
+      convs, one `Conv1d` (B, T, D) -> (B, T_out, C) per kernel size (each has
+      `kernel_size` and `stride`); dropout, applied to the pooled features; head, a
+      Linear from len(convs) * C to the classes.
+    Returns: logits (B, num_classes).
+    """
+    B, T = tokens.shape
+    lengths = lengths.to(tokens.device)
+    x = embedding(tokens) * _valid(lengths, T)  # (B, T, D), zero rows past each sentence
+    longest_kernel = max(conv.kernel_size for conv in convs)  # every kernel needs at least one window
+    x = nn.functional.pad(x, (0, 0, 0, max(0, longest_kernel - T)))  # (B, max(T, K_max), D)
+    lengths = lengths.clamp(min=longest_kernel)  # (B,): the zero rows count as words
+    pooled = [max_pool_over_time(torch.relu(conv(x)), feature_lengths(lengths, conv.kernel_size, conv.stride))
+              for conv in convs]  # each (B, C)
+    features = torch.cat(pooled, dim=-1)  # (B, len(convs) * C)
+    return head(dropout(features))  # (B, num_classes)
+
+
 class TextCNN(nn.Module):
     """Embedding -> one convolution (+ ReLU) per kernel size -> max over time -> concatenation
     -> dropout -> linear: Kim's (2014) CNN for sentence classification.
@@ -267,18 +299,7 @@ class TextCNN(nn.Module):
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """Args: tokens (B, T) token ids, padded; lengths (B,) real lengths. Returns: logits (B, num_classes)."""
-        check_shapes("TextCNN", tokens=(tokens, "B T"))
-        B, T = tokens.shape
-        check_lengths("TextCNN", lengths, B, T)
-        lengths = lengths.to(tokens.device)
-        x = self.embedding(tokens) * _valid(lengths, T)  # (B, T, D), zero rows past each sentence
-        longest_kernel = max(self.config.kernel_sizes)  # every kernel needs at least one window
-        x = nn.functional.pad(x, (0, 0, 0, max(0, longest_kernel - T)))  # (B, max(T, K_max), D)
-        lengths = lengths.clamp(min=longest_kernel)  # (B,): the zero rows count as words
-        pooled = [max_pool_over_time(torch.relu(conv(x)), feature_lengths(lengths, conv.kernel_size, conv.stride))
-                  for conv in self.convs]  # each (B, C)
-        features = torch.cat(pooled, dim=-1)  # (B, len(kernel_sizes) * C)
-        return self.head(self.dropout(features))  # (B, num_classes)
+        return classify(tokens, lengths, self.embedding, self.convs, self.dropout, self.head)
 
     @classmethod
     def from_torch(cls, embedding: nn.Embedding, convs: Sequence[nn.Conv1d], head: nn.Linear,
