@@ -374,13 +374,22 @@ def judge(part: Part, cases: Sequence[Case], expected: Sequence[Outcome], outcom
 
 
 def diagnose(part: Part, cases: Sequence[Case], outcomes: Sequence[Outcome]) -> str:
-    """The first of the part's typical bugs that gives the same outcome as `outcomes` on every case, or ""."""
-    if any(outcome.error for outcome in outcomes):
+    """The first of the part's typical bugs that gives the same outcome as `outcomes` on every case, or "".
+
+    Same outcome: the same output (and gradients), or an error on the same cases. A bug may
+    only run on some shapes (a convolution that slides along the word vectors needs T = D);
+    it matches if the answer fails exactly where it fails and agrees with it everywhere else,
+    on at least one case.
+    """
+    if all(outcome.error for outcome in outcomes):
         return ""
     for name, bug in part.bugs.items():
         for case, outcome in zip(cases, outcomes):
             wrong = call(bug, case)
-            if wrong.error is not None or mismatch(part, case, wrong, outcome) is not None:
+            if wrong.error is not None or outcome.error is not None:
+                if wrong.error is None or outcome.error is None:
+                    break
+            elif mismatch(part, case, wrong, outcome) is not None:
                 break
         else:
             return name
