@@ -62,7 +62,9 @@ pytestmark = pytest.mark.instructor  # needs the instructor tools: not run by th
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = [a for a in assignments(ROOT) if (ROOT / "assignments" / a).is_dir()]
-ASSIGNMENT_UNDER_TEST = ASSIGNMENTS[0] if ASSIGNMENTS else "rnn"
+# The hostile scenarios below are written against the rnn notebook (its parts, its one-liners); every
+# assignment gets the generic round trip, bugs and one-liners in tests/test_assignments.py.
+ASSIGNMENT_UNDER_TEST = "rnn"
 CELL_TIMEOUT = 8
 
 
@@ -1118,6 +1120,15 @@ def test_only_the_code_a_part_reaches_counts_and_only_its_own_forbidden_calls():
     assert references == {} and forbidden == {}
     _, forbidden = _static("import torch\ndef bidirectional_layer(cell, x, *rest):\n    return torch.nn.GRU(1, 1)")
     assert set(forbidden) == {"bidirectional_layer"}
+    # A part's `given` functions are the grader's own while it runs: the notebook's are not its code.
+    _, forbidden = _static("""\
+        import torch
+        def unroll(cell, x, state, weights, lengths=None):
+            return torch.nn.LSTM(3, 4)(x)
+        def bidirectional_layer(cell, x, *rest):
+            return unroll(cell, x, *rest)
+        """)
+    assert set(forbidden) == {"unroll"}
 
 
 def test_a_later_cell_rebinds_a_graded_name():

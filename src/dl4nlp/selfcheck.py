@@ -103,7 +103,7 @@ def check_part(exercises: Assignment, part: Part, function: Any, program: Progra
         given = part.given if isinstance(namespace, MutableMapping) else {}
         with binding(given, namespace if given else {}):  # the course's own helpers, as the grader binds them
             verdict = judge(part, cases, expected, [call(watch.wrap(function), case) for case in cases])
-    found = find_uses(program, part.name, part_targets) + watch.uses
+    found = find_uses(program, part.name, part_targets, part.given) + watch.uses
     for kind in (REFERENCE, FORBIDDEN):
         uses: list[Use] = [use for use in found if use.kind == kind]
         if uses:

@@ -350,16 +350,20 @@ def _constant(node: ast.expr) -> str | None:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
-def find_uses(program: Program, name: str, targets: Targets) -> list[Use]:
+def find_uses(program: Program, name: str, targets: Targets, given: Iterable[str] = ()) -> list[Use]:
     """Every use of a target by the graded function `name`: in what its name is bound to, or in the code
-    it reaches through top-level names, transitively. References first, then forbidden calls."""
+    it reaches through top-level names, transitively. References first, then forbidden calls.
+
+    given: names the grader binds to its own functions while the part runs (`Part.given`): the
+    notebook's code under them never runs for this part, so it is not read.
+    """
     uses: dict[tuple[str, str], Use] = {}
 
     def record(use: Use | None, function: str, cell: int | None) -> None:
         if use is not None:
             uses.setdefault((use.kind, use.name), Use(use.kind, use.name, function, cell))
 
-    queue, seen = [name], {name}
+    queue, seen = [name], {name, *given}
     while queue:
         current = queue.pop(0)
         binding = program.bindings.get(current)

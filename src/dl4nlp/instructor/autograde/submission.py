@@ -283,7 +283,7 @@ def static_uses(submission: Submission, rubric: Rubric) -> dict[str, list[Use]]:
     """
     program = Program.from_cells((cell.index, cell.source) for cell in submission.runnable)
     parts = rubric.exercises.parts
-    return {part.name: find_uses(program, part.name, targets(part, parts)) for part in parts}
+    return {part.name: find_uses(program, part.name, targets(part, parts), part.given) for part in parts}
 
 
 def reference_uses(submission: Submission, rubric: Rubric) -> dict[str, str]:
