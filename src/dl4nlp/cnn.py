@@ -30,8 +30,11 @@ from dl4nlp.shapes import Lengths, check_lengths, check_shapes, optional, shapes
 Conv = Callable[..., Tensor]  # conv(x, weight, bias, stride) -> (B, T_out, C), like `conv1d`
 
 
-def _check_window(function: str, kernel_size: int, stride: int, time: int) -> None:
-    """A positive stride, and a kernel (window) no longer than the sentence: 1 <= K <= T."""
+def check_window(function: str, kernel_size: int, stride: int, time: int) -> None:
+    """A positive stride, and a kernel (window) no longer than the sentence: 1 <= K <= T.
+
+    Raises: ValueError naming `function` and what to fix.
+    """
     for name, value in (("stride", stride), ("kernel_size", kernel_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{function}: {name} must be a positive integer, got {value!r}")
@@ -57,9 +60,9 @@ def conv1d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 
     Matches: torch.nn.functional.conv1d(x.transpose(1, 2), weight, bias, stride).transpose(1, 2),
       i.e. torch.nn.Conv1d(D, C, K, stride) on (B, D, T).
     """
+    check_window("conv1d", weight.shape[2], stride, x.shape[1])
     B, T, D = x.shape
     C, _, K = weight.shape
-    _check_window("conv1d", K, stride, T)
     windows = x.unfold(1, K, stride)  # (B, T_out, D, K): windows[b, t] = x[b, t*stride : t*stride + K].T
     y = torch.einsum("btdk,cdk->btc", windows, weight)  # (B, T_out, C)
     return y if bias is None else y + bias  # (B, T_out, C)
@@ -81,9 +84,9 @@ def conv1d_windows(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride
     Returns: y (B, T_out, C) with T_out = (T - K) // stride + 1.
     Matches: `conv1d`, and torch.nn.functional.conv1d on x.transpose(1, 2).
     """
+    check_window("conv1d_windows", weight.shape[2], stride, x.shape[1])
     B, T, D = x.shape
     C, _, K = weight.shape
-    _check_window("conv1d_windows", K, stride, T)
     filters = weight.transpose(1, 2).reshape(C, K * D)  # (C, K*D), rows ordered word by word like a window
     outputs = []
     for start in range(0, T - K + 1, stride):
@@ -101,7 +104,7 @@ def feature_lengths(lengths: Tensor, kernel_size: int, stride: int = 1) -> Tenso
     Raises: ValueError if a sentence is shorter than the kernel (it has no window).
     """
     check_shapes("feature_lengths", lengths=(lengths, "B"))
-    _check_window("feature_lengths", kernel_size, stride, time=kernel_size)  # K and stride only; lengths below
+    check_window("feature_lengths", kernel_size, stride, time=kernel_size)  # K and stride only; lengths below
     if len(lengths) and int(lengths.min()) < kernel_size:
         raise ValueError(f"feature_lengths: every sentence must be at least as long as the kernel (K={kernel_size}), "
                          f"got lengths {lengths.tolist()}")
@@ -109,11 +112,6 @@ def feature_lengths(lengths: Tensor, kernel_size: int, stride: int = 1) -> Tenso
 
 
 # --- pooling --------------------------------------------------------------------------
-
-
-def _valid(lengths: Tensor, time: int) -> Tensor:
-    """Boolean mask (B, T, 1), True at a sentence's real positions t < lengths[b]."""
-    return (torch.arange(time, device=lengths.device) < lengths[:, None])[..., None]  # (B, T, 1)
 
 
 @shapes(x="B T C", lengths=optional(Lengths()))
@@ -128,7 +126,8 @@ def max_pool_over_time(x: Tensor, lengths: Tensor | None = None) -> Tensor:
     """
     B, T, C = x.shape
     if lengths is not None:
-        x = x.masked_fill(~_valid(lengths.to(x.device), T), float("-inf"))  # (B, T, C), a new tensor
+        padding = torch.arange(T, device=x.device) >= lengths.to(x.device)[:, None]  # (B, T), True past the end
+        x = x.masked_fill(padding[..., None], float("-inf"))  # (B, T, C), a new tensor
     return x.max(dim=1).values  # (B, C)
 
 
@@ -146,7 +145,8 @@ def avg_pool_over_time(x: Tensor, lengths: Tensor | None = None) -> Tensor:
     if lengths is None:
         return x.mean(dim=1)  # (B, C)
     lengths = lengths.to(x.device)
-    total = torch.where(_valid(lengths, T), x, 0.0).sum(dim=1)  # (B, C): padding adds nothing, not even NaN
+    valid = torch.arange(T, device=x.device) < lengths[:, None]  # (B, T), True at real positions
+    total = torch.where(valid[..., None], x, 0.0).sum(dim=1)  # (B, C): padding adds nothing, not even NaN
     return total / lengths[:, None].to(x.dtype)  # (B, C)
 
 
@@ -159,7 +159,7 @@ def max_pool(x: Tensor, kernel_size: int, stride: int | None = None) -> Tensor:
     Matches: torch.nn.functional.max_pool1d(x.transpose(1, 2), K, stride).transpose(1, 2).
     """
     stride = kernel_size if stride is None else stride
-    _check_window("max_pool", kernel_size, stride, x.shape[1])
+    check_window("max_pool", kernel_size, stride, x.shape[1])
     return x.unfold(1, kernel_size, stride).max(dim=-1).values  # (B, T_out, C, K) -> (B, T_out, C)
 
 
@@ -172,7 +172,7 @@ def avg_pool(x: Tensor, kernel_size: int, stride: int | None = None) -> Tensor:
     Matches: torch.nn.functional.avg_pool1d(x.transpose(1, 2), K, stride).transpose(1, 2).
     """
     stride = kernel_size if stride is None else stride
-    _check_window("avg_pool", kernel_size, stride, x.shape[1])
+    check_window("avg_pool", kernel_size, stride, x.shape[1])
     return x.unfold(1, kernel_size, stride).mean(dim=-1)  # (B, T_out, C, K) -> (B, T_out, C)
 
 
@@ -259,7 +259,8 @@ def classify(tokens: Tensor, lengths: Tensor, embedding: nn.Embedding, convs: Se
     """
     B, T = tokens.shape
     lengths = lengths.to(tokens.device)
-    x = embedding(tokens) * _valid(lengths, T)  # (B, T, D), zero rows past each sentence
+    valid = torch.arange(T, device=tokens.device) < lengths[:, None]  # (B, T), True at real positions
+    x = embedding(tokens) * valid[..., None]  # (B, T, D), zero rows past each sentence
     longest_kernel = max(conv.kernel_size for conv in convs)  # every kernel needs at least one window
     x = nn.functional.pad(x, (0, 0, 0, max(0, longest_kernel - T)))  # (B, max(T, K_max), D)
     lengths = lengths.clamp(min=longest_kernel)  # (B,): the zero rows count as words
