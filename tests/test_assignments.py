@@ -182,6 +182,37 @@ def test_student_stubs_keep_decorators_signature_and_docstring(assignment):
 # --- grading round trip -----------------------------------------------------------------
 
 
+# A one-line library answer per part that the assignment forbids (the rnn notebook's own, and many
+# disguises of them, are in the hostile suite of tests/test_grader.py).
+ONE_LINERS = {
+    "cnn": {
+        "conv1d": "def conv1d(x, weight, bias=None, stride=1):\n"
+                  "    return F.conv1d(x.transpose(1, 2), weight, bias, stride).transpose(1, 2)\n",
+        "conv1d_windows": "def conv1d_windows(x, weight, bias=None, stride=1):\n"
+                          "    layer = nn.Conv1d(x.shape[2], weight.shape[0], weight.shape[2], stride, bias=bias is not None)\n"
+                          "    layer.weight = nn.Parameter(weight)\n"
+                          "    if bias is not None:\n"
+                          "        layer.bias = nn.Parameter(bias)\n"
+                          "    return layer(x.transpose(1, 2)).transpose(1, 2)\n",
+        "max_pool_over_time": "def max_pool_over_time(x, lengths=None):\n"
+                              "    x = x if lengths is None else x.masked_fill("
+                              "(torch.arange(x.shape[1]) >= lengths[:, None])[..., None], float('-inf'))\n"
+                              "    return F.max_pool1d(x.transpose(1, 2), x.shape[1]).squeeze(-1)\n",
+        "avg_pool_over_time": "def avg_pool_over_time(x, lengths=None):\n"
+                              "    return F.adaptive_avg_pool1d(x.transpose(1, 2), 1).squeeze(-1)\n",
+    },
+}
+
+
+def _with_source(notebook: nbformat.NotebookNode, part: str, source: str) -> nbformat.NotebookNode:
+    """A copy of `notebook` whose solution cell of `part` holds `source`."""
+    import copy
+
+    notebook = copy.deepcopy(notebook)
+    notebook.cells[solution_index(notebook, part)].source = source
+    return notebook
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_grading_round_trip(assignment, tmp_path):
@@ -208,6 +239,12 @@ def test_grading_round_trip(assignment, tmp_path):
             write_submission(submissions, f"bug-{part.name}-{number}", replaced(instructor, part.name, function), name)
             expected_bugs[f"bug-{part.name}-{number}"] = (part.name, bug)
     write_submission(submissions, "wrong-name", instructor, "my_homework.ipynb")
+    first = parts[0]  # the reference imported under the part's name: no points for that part
+    write_submission(submissions, "reference", _with_source(instructor, first.name,
+                                                            f"from {first.module} import {first.name}\n"), name)
+    one_liners = ONE_LINERS.get(assignment, {})
+    for part_name, source in one_liners.items():
+        write_submission(submissions, f"one-liner-{part_name}", _with_source(instructor, part_name, source), name)
 
     grades, _ = autograde(assignment, submissions, tmp_path / "grades.csv")
     assert float(grades["instructor"]["max_score"]) == total
@@ -223,6 +260,12 @@ def test_grading_round_trip(assignment, tmp_path):
         assert float(row["score"]) == total - points[part_name], (student, row["detail"])
         assert f"typical bug: {bug}" in row["detail"], (student, row["detail"])
     assert grades["wrong-name"]["status"] == "missing" and name in grades["wrong-name"]["detail"]
+    row = grades["reference"]
+    assert float(row["score"]) == total - points[first.name] and "reference" in row["detail"], row["detail"]
+    for part_name, source in one_liners.items():
+        row = grades[f"one-liner-{part_name}"]
+        assert float(row["score"]) == total - points[part_name], row["detail"]
+        assert f"test_{part_name} 0/" in row["detail"] and "(forbidden: " in row["detail"], row["detail"]
 
     again, _ = autograde(assignment, submissions, tmp_path / "again.csv")
     assert again == grades  # idempotent
