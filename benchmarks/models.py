@@ -150,7 +150,31 @@ def bert(device, quick):
 @pair("conv1d", ours="`conv1d`", reference="`torch.nn.functional.conv1d`",
       setting="(32, 64, 300), 100 filters each of width 3, 4 and 5", required=2.0)
 def conv1d(device, quick):
-    raise Pending("the CNN chapter")
+    import torch
+    from torch.nn import functional as F
+
+    from dl4nlp.cnn import conv1d as ours
+
+    B, T, D, C = (4, 16, 8, 5) if quick else (32, 64, 300, 100)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(B, T, D, generator=generator).to(device)  # (B, T, D), one row per word
+    filters = [(torch.randn(C, D, K, generator=generator).to(device), torch.randn(C, generator=generator).to(device))
+               for K in (3, 4, 5)]  # (C, D, K) and (C,) per kernel width
+    with torch.no_grad():
+        for weight, bias in filters:
+            expected = F.conv1d(x.transpose(1, 2), weight, bias).transpose(1, 2)
+            assert torch.allclose(ours(x, weight, bias), expected, atol=1e-3), "our conv1d and torch's disagree"
+
+    def run_ours():
+        with torch.no_grad():
+            return [ours(x, weight, bias) for weight, bias in filters]
+
+    def run_reference():
+        with torch.no_grad():
+            x_channels_first = x.transpose(1, 2)  # (B, D, T), what torch's convolution reads
+            return [F.conv1d(x_channels_first, weight, bias) for weight, bias in filters]
+
+    return run_ours, run_reference
 
 
 @pair("generate", ours="`generate` with the key/value cache", reference="`transformers` `generate(do_sample=False)`",
