@@ -78,7 +78,7 @@ def conv1d_windows(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride
         y[b, t, c] = bias[c] + sum_{k, d} weight[c, d, k] * x[b, t * stride + k, d]
 
     Same contract and same results as `conv1d`, written with a Python loop over the
-    window starts 0, stride, 2 * stride, ... <= T - K (slower: T_out small products).
+    window starts 0, stride, 2 * stride, ... <= T - K: T_out separate products, slow where each is small.
 
     Args: x (B, T, D); weight (C, D, K); bias (C,) or None; stride >= 1.
     Returns: y (B, T_out, C) with T_out = (T - K) // stride + 1.
