@@ -377,7 +377,8 @@ def test_attention_function_errors_name_the_argument_and_shapes():
 
 
 def test_mask_and_head_errors():
-    with pytest.raises(ValueError, match=r"split_heads: D=10 is not divisible by num_heads=3; .* among \[1, 2, 5, 10\]"):
+    with pytest.raises(ValueError, match=r"split_heads: D=10 is not divisible by num_heads=3; "
+                                         r".* among \[1, 2, 5, 10\]"):
         split_heads(torch.randn(2, 3, 10), 3)
     with pytest.raises(ValueError, match=r"split_heads: num_heads must be a positive integer, got 0"):
         split_heads(torch.randn(2, 3, 10), 0)

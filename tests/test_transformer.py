@@ -308,6 +308,8 @@ def test_encoder_errors_say_what_to_fix():
         TransformerEncoderLayer(10, 4)
     with pytest.raises(ValueError, match=r"TransformerEncoderLayer: dim_feedforward must be a positive integer, got 0"):
         TransformerEncoderLayer(8, 2, 0)
+    with pytest.raises(ValueError, match=r"TransformerEncoderLayer: dropout must be a probability in \[0, 1\), got 1"):
+        TransformerEncoderLayer(8, 2, 16, dropout=1)
     layer = TransformerEncoderLayer(8, 2, 16)
     with pytest.raises(ValueError, match=r"TransformerEncoderLayer: src should have shape \(B, T, D\) = \(2, 5, 8\), "
                                          r"but it has shape \(2, 5, 6\)"):
@@ -322,7 +324,8 @@ def test_encoder_errors_say_what_to_fix():
     with pytest.raises(ValueError, match=r"PositionalEmbedding: x has T=9 positions but there are vectors for "
                                          r"max_positions=7 only"):
         PositionalEmbedding(7, 4)(torch.randn(1, 9, 4))
-    with pytest.raises(ValueError, match=r"PositionalEmbedding: x should have shape \(B, T, D\) = \(1, 3, 4\), but it has shape \(1, 3, 5\)"):
+    with pytest.raises(ValueError, match=r"PositionalEmbedding: x should have shape \(B, T, D\) = \(1, 3, 4\), "
+                                         r"but it has shape \(1, 3, 5\)"):
         PositionalEmbedding(7, 4)(torch.randn(1, 3, 5))
     with pytest.raises(ValueError, match=r"sinusoidal_positions: D must be a positive integer, got 0"):
         sinusoidal_positions(4, 0)

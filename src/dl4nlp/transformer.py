@@ -139,6 +139,8 @@ class TransformerEncoderLayer(nn.Module):
         for name, value in (("d_model", d_model), ("nhead", nhead), ("dim_feedforward", dim_feedforward)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"TransformerEncoderLayer: {name} must be a positive integer, got {value!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"TransformerEncoderLayer: dropout must be a probability in [0, 1), got {dropout!r}")
         if d_model % nhead:
             raise ValueError(f"TransformerEncoderLayer: d_model={d_model} is not divisible by nhead={nhead}; each "
                              f"head gets d_model / nhead features, so choose nhead among "
