@@ -138,7 +138,27 @@ def lstm_train(device, quick):
       reference="`torch.nn.functional.scaled_dot_product_attention`", setting="(B, H, T, Dh) = (8, 12, 128, 64)",
       required=1.2)
 def attention(device, quick):
-    raise Pending("the attention chapter")
+    import torch
+    from torch.nn import functional as F
+
+    from dl4nlp.attention import scaled_dot_product_attention
+
+    shape = (2, 2, 8, 4) if quick else (8, 12, 128, 64)  # (B, H, T, Dh)
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(*shape, generator=generator).to(device) for _ in range(3))
+    with torch.no_grad():
+        expected = F.scaled_dot_product_attention(q, k, v)
+        assert torch.allclose(scaled_dot_product_attention(q, k, v), expected, atol=1e-4), "ours and torch's disagree"
+
+    def run_ours():
+        with torch.no_grad():
+            return scaled_dot_product_attention(q, k, v)
+
+    def run_reference():
+        with torch.no_grad():
+            return F.scaled_dot_product_attention(q, k, v)
+
+    return run_ours, run_reference
 
 
 @pair("bert", ours="`BertModel` forward", reference="`transformers.BertModel`",

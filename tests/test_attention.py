@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dl4nlp.attention import (MultiHeadAttention, attention_scores, attention_weights, causal_mask, merge_heads,
+                              multi_head_attention,
                               padding_mask, padding_to_attn_mask, qkv_projections, scaled_dot_product_attention,
                               split_heads, weighted_sum)
 
@@ -474,3 +475,22 @@ def test_functions_never_modify_their_inputs(call):
     copies = [(tensor.clone(), tensor._version) for tensor in tensors]
     call(q, k, v, mask)
     assert_unchanged(tensors, copies)
+
+
+def test_multi_head_attention_function_is_the_module_with_functions_masks():
+    """The pure function takes the projections as callables and a mask with True = may attend; it gives
+    torch.nn.MultiheadAttention's output and per-head weights (whose bool mask means the opposite)."""
+    torch.manual_seed(0)
+    B, T, D, H = 2, 5, 8, 2
+    theirs = nn.MultiheadAttention(D, H, batch_first=True).eval()
+    ours = MultiHeadAttention.from_torch(theirs)
+    x = torch.randn(B, T, D)
+    may_attend = causal_mask(T) & padding_to_attn_mask(padding_mask(torch.tensor([5, 3]), T))  # (B, 1, T, T)
+    output, weights = multi_head_attention(x, x, x, ours.q_proj, ours.k_proj, ours.v_proj, ours.out_proj, H,
+                                           may_attend)
+    expected, expected_weights = theirs(x, x, x, key_padding_mask=padding_mask(torch.tensor([5, 3]), T),
+                                        attn_mask=~causal_mask(T), average_attn_weights=False)
+    assert close(output, expected) and close(weights, expected_weights)
+    assert weights.shape == (B, H, T, T) and close(weights.sum(-1), torch.ones(B, H, T))
+    with pytest.raises(ValueError, match=r"multi_head_attention: query should have shape \(B, T_q, D\)"):
+        multi_head_attention(x[0], x, x, ours.q_proj, ours.k_proj, ours.v_proj, ours.out_proj, H)

@@ -35,12 +35,15 @@ returns NaN there when it computes the weights.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from dl4nlp.shapes import check_lengths, check_shapes, optional, shapes
+
+Sublayer = Callable[[Tensor], Tensor]  # a projection or dropout: a module or function applied to a tensor
 
 
 def _check_attention_inputs(function: str, **tensors: tuple[Tensor, str]) -> tuple[torch.Size, dict[str, int]]:
@@ -309,6 +312,32 @@ def merge_heads(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(B, T, H * Dh)  # (B, T, H, Dh) -> (B, T, H * Dh)
 
 
+def multi_head_attention(query: Tensor, key: Tensor, value: Tensor, q_proj: Sublayer, k_proj: Sublayer,
+                         v_proj: Sublayer, out_proj: Sublayer, num_heads: int, attn_mask: Tensor | None = None,
+                         dropout: Sublayer | None = None) -> tuple[Tensor, Tensor]:
+    """Multi-head attention: H scaled dot-product attentions side by side, mixed by W^O.
+
+        q, k, v = W^Q query, W^K key, W^V value                  (B, T, D) each
+        head_h  = softmax(q_h k_h^T / sqrt(Dh) masked) v_h        on features h*Dh ... (h+1)*Dh - 1
+        output  = W^O [head_1 ; ... ; head_H]                     (B, T_q, D)
+
+    Args: query (B, T_q, D); key, value (B, T_k, D); q_proj, k_proj, v_proj, out_proj, the
+      projections W^Q, W^K, W^V, W^O (e.g. nn.Linear(D, D)); num_heads H, a divisor of D;
+      attn_mask None, or boolean with True = may attend (or float, added to the scores),
+      broadcasting to (B, H, T_q, T_k), e.g. (T_q, T_k) or (B, 1, 1, T_k); dropout, applied
+      to the attention weights before the weighted sum (None: no dropout).
+    Returns: output (B, T_q, D); the attention weights of every head (B, H, T_q, T_k), before dropout.
+    Matches: torch.nn.MultiheadAttention(D, H, batch_first=True) with the same weights and
+      average_attn_weights=False (its bool masks mean the opposite: True = may NOT attend).
+    """
+    check_shapes("multi_head_attention", query=(query, "B T_q D"), key=(key, "B T_k D"), value=(value, "B T_k D"))
+    q, k, v = q_proj(query), k_proj(key), v_proj(value)  # (B, T_q, D), (B, T_k, D), (B, T_k, D)
+    q, k, v = split_heads(q, num_heads), split_heads(k, num_heads), split_heads(v, num_heads)  # (B, H, T, Dh)
+    weights = attention_weights(q, k, attn_mask)  # (B, H, T_q, T_k)
+    heads = weighted_sum(weights if dropout is None else dropout(weights), v)  # (B, H, T_q, Dh)
+    return out_proj(merge_heads(heads)), weights  # (B, T_q, D), (B, H, T_q, T_k)
+
+
 # --- the module: parameters laid out for torch.nn and Hugging Face --------------------
 
 
@@ -374,12 +403,8 @@ class MultiHeadAttention(nn.Module):
                              key=(key, "B T_k D"), value=(value, "B T_k D"))
         H = self.num_heads
         mask = self._attention_mask(key_padding_mask, attn_mask, is_causal, query, key)
-        q, k, v = qkv_projections(query, key, value, self.q_proj.weight, self.k_proj.weight, self.v_proj.weight,
-                                  self.q_proj.bias, self.k_proj.bias, self.v_proj.bias)  # (B, T_q, D), (B, T_k, D) x2
-        q, k, v = split_heads(q, H), split_heads(k, H), split_heads(v, H)  # (B, H, T_q, Dh), (B, H, T_k, Dh) x2
-        weights = attention_weights(q, k, mask)  # (B, H, T_q, T_k)
-        heads = weighted_sum(self.dropout(weights), v)  # (B, H, T_q, Dh)
-        return self.out_proj(merge_heads(heads)), weights  # (B, T_q, D), (B, H, T_q, T_k)
+        return multi_head_attention(query, key, value, self.q_proj, self.k_proj, self.v_proj, self.out_proj, H,
+                                    mask, self.dropout)  # (B, T_q, D), (B, H, T_q, T_k)
 
     def _attention_mask(self, key_padding_mask: Tensor | None, attn_mask: Tensor | None, is_causal: bool,
                         query: Tensor, key: Tensor) -> Tensor | None:
