@@ -12,7 +12,8 @@ The pieces, each a plain function:
 
 - a loss function ``loss_fn(model, batch) -> loss`` (a scalar tensor) says what is
   learned: `classification_loss` (a sentence classifier, this chapter),
-  `language_model_loss` (next-token prediction, GPT); later chapters add theirs
+  `language_model_loss` (next-token prediction, GPT), `tagging_loss` (an output at every
+  position, the attention chapter's sequence tasks); later chapters add theirs
   (masked-LM pre-training, finetuning) as functions of the same shape;
 - `training_step` takes one optimizer step on one batch;
 - `fit` runs the epochs: `training_step` over the loader, then an optional
@@ -124,6 +125,19 @@ def language_model_loss(model: nn.Module, batch: Batch) -> Tensor:
     targets = tokens[:, 1:].masked_fill(~real[:, 1:], IGNORE_INDEX)  # (B, T - 1)
     return F.cross_entropy(logits[:, :-1].reshape(B * (T - 1), V), targets.reshape(B * (T - 1)),
                            ignore_index=IGNORE_INDEX)
+
+
+def tagging_loss(model: nn.Module, batch: Batch) -> Tensor:
+    """Cross-entropy at every position: the logits at step t predict targets[:, t].
+
+    Args: model(tokens (B, T), lengths (B,)) -> logits (B, T, V); batch (tokens, lengths,
+      targets (B, T)) with IGNORE_INDEX at padded positions, as `dl4nlp.data.sequences` yields.
+    Returns: the mean loss over the real positions, a scalar tensor.
+    """
+    tokens, lengths, targets = batch
+    logits = model(tokens, lengths)  # (B, T, V)
+    B, T, V = logits.shape
+    return F.cross_entropy(logits.reshape(B * T, V), targets.reshape(B * T), ignore_index=IGNORE_INDEX)
 
 
 # --- one step, many epochs ----------------------------------------------------------------
