@@ -63,11 +63,13 @@ MASK_KINDS = ["none", "padding", "is_causal", "bool causal", "float causal", "pa
 
 
 @pytest.mark.parametrize("norm_first, activation", PLACEMENTS, ids=PLACEMENT_IDS)
-@given(batch=st.integers(1, 3), heads=st.integers(1, 3), head_dim=st.integers(1, 3), time=st.integers(1, 5),
+@given(batch=st.integers(1, 3), heads=st.integers(1, 3), head_dim=st.integers(4, 6), time=st.integers(1, 5),
        dim_feedforward=st.integers(1, 8), kind=st.sampled_from(MASK_KINDS), seed=st.integers(0, 2**16))
 @settings(max_examples=15, deadline=None)
 def test_encoder_layer_copies_torch(norm_first, activation, batch, heads, head_dim, time, dim_feedforward, kind,
                                     seed):
+    # D >= 4: a LayerNorm over 2 or 3 features of nearly equal values magnifies float32 rounding (the
+    # fused in-projection of torch vs our three) far beyond any tolerance, in outputs and gradients alike.
     reference = torch_layer(heads * head_dim, heads, dim_feedforward, activation, norm_first, seed)
     ours = TransformerEncoderLayer.from_torch(reference).eval()
     generator = torch.Generator().manual_seed(seed)

@@ -102,7 +102,7 @@ def _check_attn_mask(function: str, attn_mask: Tensor | None, is_causal: bool, t
                          f"with padding_to_attn_mask")
 
 
-def _check_heads(function: str, width: int, num_heads: int) -> None:
+def check_heads(function: str, width: int, num_heads: int) -> None:
     """num_heads is a positive integer that divides the width D: each head gets Dh = D / H features."""
     if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
         raise ValueError(f"{function}: num_heads must be a positive integer, got {num_heads!r}")
@@ -110,6 +110,18 @@ def _check_heads(function: str, width: int, num_heads: int) -> None:
         divisors = [h for h in range(1, width + 1) if width % h == 0]
         raise ValueError(f"{function}: D={width} is not divisible by num_heads={num_heads}; each head gets "
                          f"Dh = D / H features, so choose num_heads among {divisors} (or change D)")
+
+
+def check_attention(function: str, q: Tensor, k: Tensor, v: Tensor | None = None, attn_mask: Tensor | None = None,
+                    is_causal: bool = False) -> None:
+    """Check the arguments of an attention function: q (..., T_q, Dh), k (..., T_k, Dh), v (..., T_k, Dv)
+    or None, leading dimensions that broadcast, and a mask that fits the scores (..., T_q, T_k).
+
+    Raises: TypeError or ValueError naming `function`, the argument and what to fix.
+    """
+    tensors = {"q": (q, "T_q Dh"), "k": (k, "T_k Dh")} | ({} if v is None else {"v": (v, "T_k Dv")})
+    leading, sizes = _check_attention_inputs(function, **tensors)
+    _check_attn_mask(function, attn_mask, is_causal, (*leading, sizes["T_q"], sizes["T_k"]))
 
 
 # --- step 1: queries, keys and values -------------------------------------------------
@@ -173,11 +185,10 @@ def attention_weights(q: Tensor, k: Tensor, attn_mask: Tensor | None = None, is_
     Matches: the weights inside F.scaled_dot_product_attention(q, k, v, attn_mask, is_causal=is_causal),
       which returns alpha @ v.
     """
-    leading, sizes = _check_attention_inputs("attention_weights", q=(q, "T_q Dh"), k=(k, "T_k Dh"))
-    _check_attn_mask("attention_weights", attn_mask, is_causal, (*leading, sizes["T_q"], sizes["T_k"]))
-    scores = attention_scores(q, k)  # (..., T_q, T_k)
+    check_attention("attention_weights", q, k, attn_mask=attn_mask, is_causal=is_causal)
+    scores = (q / math.sqrt(q.shape[-1])) @ k.transpose(-2, -1)  # (..., T_q, T_k): q_i . k_j / sqrt(Dh)
     if is_causal:
-        attn_mask = causal_mask(sizes["T_q"], sizes["T_k"], device=scores.device)  # (T_q, T_k): j <= i
+        attn_mask = causal_mask(q.shape[-2], k.shape[-2], device=scores.device)  # (T_q, T_k): j <= i
     if attn_mask is None:
         return torch.softmax(scores, dim=-1)  # (..., T_q, T_k): rows sum to 1
     # A query that may attend to no key would get 0 / 0 = NaN: let it see every key, then zero its row.
@@ -220,9 +231,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Ten
     Returns: y (..., T_q, Dv); 0 for a query that may attend to no key.
     Matches: torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask, is_causal=is_causal).
     """
-    leading, sizes = _check_attention_inputs("scaled_dot_product_attention", q=(q, "T_q Dh"), k=(k, "T_k Dh"),
-                                             v=(v, "T_k Dv"))
-    _check_attn_mask("scaled_dot_product_attention", attn_mask, is_causal, (*leading, sizes["T_q"], sizes["T_k"]))
+    check_attention("scaled_dot_product_attention", q, k, v, attn_mask, is_causal)
     weights = attention_weights(q, k, attn_mask, is_causal)  # (..., T_q, T_k)
     return weighted_sum(weights, v)  # (..., T_q, Dv)
 
@@ -296,8 +305,8 @@ def split_heads(x: Tensor, num_heads: int) -> Tensor:
     Matches: the head layout of torch.nn.MultiheadAttention and of Hugging Face BERT
       (x.view(B, T, H, Dh).permute(0, 2, 1, 3)).
     """
+    check_heads("split_heads", x.shape[-1], num_heads)
     B, T, D = x.shape
-    _check_heads("split_heads", D, num_heads)
     return x.reshape(B, T, num_heads, D // num_heads).transpose(1, 2)  # (B, T, H, Dh) -> (B, H, T, Dh)
 
 
@@ -364,7 +373,7 @@ class MultiHeadAttention(nn.Module):
         super().__init__()
         if isinstance(embed_dim, bool) or not isinstance(embed_dim, int) or embed_dim < 1:
             raise ValueError(f"MultiHeadAttention: embed_dim must be a positive integer, got {embed_dim!r}")
-        _check_heads("MultiHeadAttention", embed_dim, num_heads)
+        check_heads("MultiHeadAttention", embed_dim, num_heads)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"MultiHeadAttention: dropout must be a probability in [0, 1), got {dropout!r}")
         self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
