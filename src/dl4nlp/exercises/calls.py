@@ -291,12 +291,14 @@ class _Reader:
     """The dotted names an expression may stand for, through the local scope, then the program's bindings."""
 
     def __init__(self, program: Program, local: Mapping[str, Binding],
-                 resolving: set[tuple[bool, str]] | None = None) -> None:
-        self.program, self.local = program, local
+                 resolving: set[tuple[bool, str]] | None = None, given: frozenset[str] = frozenset()) -> None:
+        self.program, self.local, self.given = program, local, given  # given: global names the grader binds
         self.resolving = set() if resolving is None else resolving  # names being resolved: cycles end here
 
     def name(self, identifier: str) -> set[str]:
         is_local = identifier in self.local
+        if not is_local and identifier in self.given:
+            return set()  # the grader's own function while the part runs, whatever the notebook binds
         binding = self.local[identifier] if is_local else self.program.bindings.get(identifier)
         if binding is None:
             return {f"{module}.{identifier}" for module in self.program.star_imports}
@@ -307,7 +309,7 @@ class _Reader:
             found = set(binding.imports)
             for value in binding.code:
                 if isinstance(value, ast.expr):
-                    found |= (self if is_local else _Reader(self.program, {}, self.resolving)).dotted(value)
+                    found |= (self if is_local else _Reader(self.program, {}, self.resolving, self.given)).dotted(value)
             return found
         finally:
             self.resolving.discard((is_local, identifier))
@@ -373,7 +375,7 @@ def find_uses(program: Program, name: str, targets: Targets, given: Iterable[str
             record(targets.match(dotted), current, binding.cell)
         for tree in binding.code:
             local = _local_scope(tree)
-            reader = _Reader(program, local)
+            reader = _Reader(program, local, given=frozenset(given))
             for node in ast.walk(tree):
                 for dotted in reader.dotted(node) if isinstance(node, ast.expr) else ():
                     record(targets.match(dotted), current, binding.cell)
