@@ -43,7 +43,7 @@ from torch.nn import functional as F
 
 from dl4nlp.shapes import check_lengths, check_shapes, optional, shapes
 
-Sublayer = Callable[[Tensor], Tensor]  # a projection or dropout: a module or function applied to a tensor
+Sublayer = Callable[[Tensor], Tensor]  # a module or function of one tensor: a projection, dropout, a block's sublayer
 
 
 def _check_attention_inputs(function: str, **tensors: tuple[Tensor, str]) -> tuple[torch.Size, dict[str, int]]:

@@ -34,10 +34,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dl4nlp.attention import MultiHeadAttention
+from dl4nlp.attention import MultiHeadAttention, Sublayer
 from dl4nlp.shapes import check_shapes, shapes
 
-Sublayer = Callable[[Tensor], Tensor]  # (B, T, D) -> (B, T, D), e.g. self-attention with its masks
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"relu": F.relu, "gelu": F.gelu}  # gelu: exact (erf), as BERT
 
 
