@@ -186,20 +186,44 @@ def test_student_stubs_keep_decorators_signature_and_docstring(assignment):
 # disguises of them, are in the hostile suite of tests/test_grader.py).
 ONE_LINERS = {
     "cnn": {
-        "conv1d": "def conv1d(x, weight, bias=None, stride=1):\n"
-                  "    return F.conv1d(x.transpose(1, 2), weight, bias, stride).transpose(1, 2)\n",
-        "conv1d_windows": "def conv1d_windows(x, weight, bias=None, stride=1):\n"
-                          "    layer = nn.Conv1d(x.shape[2], weight.shape[0], weight.shape[2], stride, bias=bias is not None)\n"
-                          "    layer.weight = nn.Parameter(weight)\n"
-                          "    if bias is not None:\n"
-                          "        layer.bias = nn.Parameter(bias)\n"
-                          "    return layer(x.transpose(1, 2)).transpose(1, 2)\n",
-        "max_pool_over_time": "def max_pool_over_time(x, lengths=None):\n"
-                              "    x = x if lengths is None else x.masked_fill("
-                              "(torch.arange(x.shape[1]) >= lengths[:, None])[..., None], float('-inf'))\n"
-                              "    return F.max_pool1d(x.transpose(1, 2), x.shape[1]).squeeze(-1)\n",
-        "avg_pool_over_time": "def avg_pool_over_time(x, lengths=None):\n"
-                              "    return F.adaptive_avg_pool1d(x.transpose(1, 2), 1).squeeze(-1)\n",
+        "conv1d": """\
+            def conv1d(x, weight, bias=None, stride=1):
+                return F.conv1d(x.transpose(1, 2), weight, bias, stride).transpose(1, 2)
+            """,
+        "conv1d_windows": """\
+            def conv1d_windows(x, weight, bias=None, stride=1):
+                layer = nn.Conv1d(x.shape[2], weight.shape[0], weight.shape[2], stride, bias=bias is not None)
+                layer.weight = nn.Parameter(weight)
+                if bias is not None:
+                    layer.bias = nn.Parameter(bias)
+                return layer(x.transpose(1, 2)).transpose(1, 2)
+            """,
+        "max_pool_over_time": """\
+            def max_pool_over_time(x, lengths=None):
+                if lengths is not None:
+                    x = x.masked_fill((torch.arange(x.shape[1]) >= lengths[:, None])[..., None], float("-inf"))
+                return F.max_pool1d(x.transpose(1, 2), x.shape[1]).squeeze(-1)
+            """,
+        "avg_pool_over_time": """\
+            def avg_pool_over_time(x, lengths=None):
+                return F.adaptive_avg_pool1d(x.transpose(1, 2), 1).squeeze(-1)
+            """,
+    },
+    "attention": {
+        "scaled_dot_product_attention": """\
+            def scaled_dot_product_attention(q, k, v, attn_mask=None, is_causal=False):
+                return F.scaled_dot_product_attention(q, k, v, attn_mask, is_causal=is_causal)
+            """,
+        "multi_head_attention": """\
+            def multi_head_attention(query, key, value, q_proj, k_proj, v_proj, out_proj, num_heads,
+                                     attn_mask=None, dropout=None):
+                layer = nn.MultiheadAttention(query.shape[-1], num_heads, batch_first=True)
+                return layer(query, key, value, attn_mask=None if attn_mask is None else ~attn_mask)
+            """,
+        "post_norm_block": """\
+            def post_norm_block(x, self_attention, feedforward, norm1, norm2, dropout):
+                return nn.TransformerEncoderLayer(x.shape[-1], 1, batch_first=True)(x)
+            """,
     },
 }
 
@@ -209,7 +233,7 @@ def _with_source(notebook: nbformat.NotebookNode, part: str, source: str) -> nbf
     import copy
 
     notebook = copy.deepcopy(notebook)
-    notebook.cells[solution_index(notebook, part)].source = source
+    notebook.cells[solution_index(notebook, part)].source = textwrap.dedent(source)
     return notebook
 
 
