@@ -33,6 +33,14 @@ EXPECTED_LABELS = {
     "rnn.bidirectional_rnn_figure": ["forward", "backward", "overrightarrow", "overleftarrow", "y}_{1}"],
     "rnn.bidirectional_classifier_figure": ["linear", "softmax", "last word", "first word", "P(positive)"],
     "cnn.convolution_figure": ["sentence", "window: K = 3", "kernel", "feature map (5)", "stride = 1", "film"],
+    "attention.attention_flow_figure": ["RNN", "one after the other", "bidirectional", "causal", "y}_{3}",
+                                        "h}_{3}", "x}_{5}", "not"],
+    "attention.attention_steps_figure": ["q}_{3}", "k}_{1}", "v}_{5}", "W}^Q", "W}^K", "W}^V", "softmax over j",
+                                         "alpha_{31}", "score", "y}_{3}", "weighted sum", "query: “was”"],
+    "attention.multi_head_figure": ["split_heads", "merge_heads", "W}^O", "head 3", "sqrt{D_h}", "q}_{1}",
+                                    "(B, T, D)"],
+    "attention.transformer_block_figure": ["post-norm", "pre-norm", "BERT", "GPT-2", "self-attention",
+                                           "LayerNorm", "feedforward", "residual", "+"],
 }
 MIN_ARTISTS = 15  # patches + texts: a figure with fewer has lost its content
 
@@ -135,6 +143,31 @@ def test_convolution_figure_draws_one_feature_per_window_of_conv1d(kernel_size: 
         convolution_figure(words, kernel_size, stride, position=windows)
     with pytest.raises(ValueError, match="kernel_size"):
         convolution_figure(words, len(words) + 1)
+
+
+@pytest.mark.parametrize("T, position", [(2, 1), (5, 3), (7, 7)])
+def test_attention_flow_figure_draws_the_masks_of_dl4nlp_attention(T: int, position: int) -> None:
+    """The causal panel connects y_i to exactly the x_j that `causal_mask` lets it attend to; the
+    bidirectional panel connects every pair; the connections into y_position are the dark ones."""
+    import torch
+
+    from dl4nlp.attention import causal_mask
+    from dl4nlp.figures.attention import FAINT, attention_flow_figure
+
+    words = [f"w{t}" for t in range(T)]
+    figure = attention_flow_figure(words, position)
+    drawn = {patch.get_gid(): patch for patch in figure.axes[0].patches
+             if (patch.get_gid() or "").startswith("attend-")}
+    pairs = {kind: {tuple(int(n) for n in gid.split("-")[2:]) for gid in drawn if gid.startswith(f"attend-{kind}-")}
+             for kind in ("bidirectional", "causal")}
+    allowed = {(i + 1, j + 1) for i, j in torch.nonzero(causal_mask(T)).tolist()}
+    assert pairs["causal"] == allowed
+    assert pairs["bidirectional"] == {(i, j) for i in range(1, T + 1) for j in range(1, T + 1)}
+    for gid, patch in drawn.items():
+        into_position = int(gid.split("-")[2]) == position
+        assert (matplotlib.colors.to_hex(patch.get_edgecolor()) != FAINT) == into_position, gid
+    with pytest.raises(ValueError, match="position must be between 1 and"):
+        attention_flow_figure(words, T + 1)
 
 
 # --- figure cells of the book's pages ---------------------------------------------------

@@ -31,6 +31,10 @@ COLORS: dict[str, tuple[str, str]] = {
     "gate": ("#dcfce7", "#15803d"),       # sigmoid gates
     "candidate": ("#ede9fe", "#6d28d9"),  # tanh: candidate information
     "output": ("#fee2e2", "#b91c1c"),     # classifier head, predictions
+    "query": ("#fef3c7", "#b45309"),      # attention: the query q_i of the word that asks
+    "key": ("#fce7f3", "#be185d"),        # attention: the keys k_j it is compared with
+    "value": ("#ecfccb", "#4d7c0f"),      # attention: the values v_j that are summed
+    "norm": ("#e7e5e4", "#44403c"),       # LayerNorm
     "operator": ("#ffffff", "#334155"),   # pointwise x and +
     "plain": ("#f1f5f9", "#334155"),      # anything else
 }
