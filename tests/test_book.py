@@ -112,17 +112,19 @@ def page_text(html: str) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("page", [page for page in NOTEBOOK_PAGES if Path(page).name == "rnn"])
+@pytest.mark.parametrize("page", [page for page in NOTEBOOK_PAGES if (ROOT / "solutions" / Path(page).name).is_dir()])
 def test_chapter_page_is_not_the_answer_key(book_html, page):
-    """The page shows a graded function's contract (signature, docstring), never a line of its body."""
+    """The page shows a graded function's contract (signature, docstring), never a line of its body
+    (a line its docstring states as an equation is part of the contract: students' stubs keep it)."""
     text = page_text((book_html / f"{page}.html").read_text())
     from dl4nlp import rnn
 
-    shown = body_lines(rnn.reverse_padded)  # not graded: the page shows its body, so the check can see bodies
-    assert all(line in text for line in shown), "the page no longer shows reverse_padded: pick another witness"
+    if Path(page).name == "rnn":
+        shown = body_lines(rnn.reverse_padded)  # not graded: the page shows its body, so the check can see bodies
+        assert all(line in text for line in shown), "the page no longer shows reverse_padded: pick another witness"
     for function in graded_functions(Path(page).name):
         assert function.__doc__.strip().splitlines()[0] in text, f"show the contract of {function.__name__}"
-        leaked = [line for line in body_lines(function) if line in text]
+        leaked = [line for line in body_lines(function) if line in text and line not in function.__doc__]
         assert not leaked, f"the page shows the body of the graded {function.__name__}: {leaked}"
 
 
