@@ -41,6 +41,13 @@ EXPECTED_LABELS = {
                                     "(B, T, D)"],
     "attention.transformer_block_figure": ["post-norm", "pre-norm", "BERT", "GPT-2", "self-attention",
                                            "LayerNorm", "feedforward", "residual", "+"],
+    "cnn.feedforward_convolution_figure": ["feedforward layer", "convolutional layer", "same weights", "x}_{1}",
+                                           "y_{3}", "K = 3"],
+    "cnn.feature_map_figure": ["window (step)", "feature map", "y_{5}", "(7 − 3) // 1 + 1 = 5", "film",
+                               "every word is seen"],
+    "cnn.pooling_figure": ["feature map", "max", "average", "over time", "windows of 2", "2.1", "0.78"],
+    "cnn.text_cnn_figure": ["sentence", "K = 2", "K = 3", "max over time", "pooled vector", "linear", "softmax",
+                            "P(positive)"],
 }
 MIN_ARTISTS = 15  # patches + texts: a figure with fewer has lost its content
 
@@ -117,9 +124,10 @@ def test_figure_is_complete(name: str) -> None:
     assert plt.get_fignums() == open_before
 
 
-def test_figure_functions_are_deterministic() -> None:
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_figure_functions_are_deterministic(name: str) -> None:
     """Same call, same drawing: no random layout that would change the book between builds."""
-    first, second = FUNCTIONS["rnn.lstm_cell_figure"](), FUNCTIONS["rnn.lstm_cell_figure"]()
+    first, second = FUNCTIONS[name](), FUNCTIONS[name]()
     assert _texts(first) == _texts(second)
     assert [p.get_extents().bounds for p in first.axes[0].patches] == \
         [p.get_extents().bounds for p in second.axes[0].patches]
@@ -168,6 +176,31 @@ def test_attention_flow_figure_draws_the_masks_of_dl4nlp_attention(T: int, posit
         assert (matplotlib.colors.to_hex(patch.get_edgecolor()) != FAINT) == into_position, gid
     with pytest.raises(ValueError, match="position must be between 1 and"):
         attention_flow_figure(words, T + 1)
+
+
+@pytest.mark.parametrize("kernel_size, stride", [(1, 1), (3, 1), (2, 2), (2, 3), (3, 3), (7, 1), (1, 4)])
+def test_feature_map_figure_draws_the_windows_of_conv1d(kernel_size: int, stride: int) -> None:
+    """One feature per window that `conv1d` computes, with its value; the words no window covers are named."""
+    import torch
+
+    from dl4nlp.cnn import conv1d
+    from dl4nlp.figures.cnn import feature_map_figure
+
+    words = ("the", "film", "was", "not", "bad", "at", "all")
+    features = conv1d(torch.arange(7.0).view(1, 7, 1) / 10, torch.ones(1, 1, kernel_size), stride=stride)[0, :, 0]
+    figure = feature_map_figure(words, kernel_size, stride, features.tolist())
+    texts = _texts(figure)
+    pairs = [(texts[i], texts[i + 1]) for i in range(len(texts) - 1)]  # each window's number, then its feature
+    assert all((str(t + 1), f"{value:.2g}") in pairs for t, value in enumerate(features.tolist()))
+    assert str(len(features) + 1) not in texts, "a window too many"
+    assert texts.count("max") == 1
+    covered = {t * stride + k for t in range(len(features)) for k in range(kernel_size)}
+    unseen = [word for t, word in enumerate(words) if t not in covered]
+    note = next(text for text in texts if text.startswith(("words no window sees", "every word is seen")))
+    assert note == ("words no window sees: " + ", ".join(f"“{word}”" for word in unseen) if unseen
+                    else "every word is seen by some window")
+    with pytest.raises(ValueError, match="windows but"):
+        feature_map_figure(words, kernel_size, stride, [0.0] * (len(features) + 1))
 
 
 # --- figure cells of the book's pages ---------------------------------------------------
