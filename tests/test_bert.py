@@ -103,7 +103,8 @@ def test_from_huggingface_config_refuses_what_we_do_not_have():
         BertConfig.from_huggingface(transformers.BertConfig(hidden_act="gelu_new"))
     with pytest.raises(TypeError, match=r"expects a transformers.BertConfig, got dict"):
         BertConfig.from_huggingface(asdict(BertConfig()))
-    with pytest.raises(TypeError, match=r"BertModel expects a dl4nlp.bert.BertConfig, got BertConfig .*from_huggingface"):
+    with pytest.raises(TypeError, match=r"BertModel expects a dl4nlp.bert.BertConfig, got BertConfig "
+                                        r".*from_huggingface"):
         BertModel(transformers.BertConfig())
 
 
@@ -377,7 +378,8 @@ def test_seeded_initialisation_is_berts():
     assert torch.equal(words[0], torch.zeros(16))  # [PAD] (pad_token_id=0) starts at zero
     assert abs(float(words[1:].std()) - 0.02) < 0.002  # normal(0, initializer_range)
     layer = model.bert.encoder.layers[1]
-    assert abs(float(layer.linear1.weight.detach().std()) - 0.02) < 0.006 and torch.equal(layer.linear1.bias, torch.zeros(24))
+    assert abs(float(layer.linear1.weight.detach().std()) - 0.02) < 0.006
+    assert torch.equal(layer.linear1.bias, torch.zeros(24))
     assert torch.equal(layer.norm2.weight, torch.ones(16)) and torch.equal(model.mlm_bias, torch.zeros(1000))
     assert not torch.equal(model.bert.encoder.layers[0].linear1.weight, layer.linear1.weight)
 
@@ -469,11 +471,16 @@ def test_nsp_pairs_are_half_true_successors_half_random_sentences():
     assert again == pairs and any(other != pairs for other in others)
 
 
-def test_nsp_pairs_of_one_document_and_the_impossible_case():
+def test_nsp_pairs_of_one_document_of_repeated_sentences_and_the_impossible_case():
     pairs = make_nsp_pairs([["a", "b", "c", "d"]], torch.Generator().manual_seed(0))
     assert sum(label for *_, label in pairs) == 1
     assert all(b not in (a, {"a": "b", "b": "c", "c": "d"}[a]) for a, b, label in pairs if label == 1)
-    with pytest.raises(ValueError, match=r"make_nsp_pairs: no sentence to pair at random with '[xy]': every other sentence is it or"):
+    # "y" everywhere: the only random partner of x (followed by y) is z, that of any y is x
+    for seed in range(8):
+        for a, b, label in make_nsp_pairs([["x", "y"], ["y", "y", "y", "z"]], torch.Generator().manual_seed(seed)):
+            assert label == 0 or b == {"x": "z", "y": "x"}[a]
+    with pytest.raises(ValueError, match=r"make_nsp_pairs: no sentence to pair at random with '[xy]': every other "
+                                         r"sentence is it or its successor"):
         make_nsp_pairs([["x", "y", "x"]])
     with pytest.raises(TypeError, match=r"make_nsp_pairs: documents should be a list of documents"):
         make_nsp_pairs(["one sentence", "another"])

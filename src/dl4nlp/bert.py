@@ -26,6 +26,7 @@ them random) and `encode_pair` / `encode_pairs` ([CLS] A [SEP] B [SEP] with segm
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -290,11 +291,19 @@ class BertModelOutput:
     hidden_states: tuple[Tensor, ...]
 
 
-# Our names -> Hugging Face's, for the modules of one layer (encoder.layers.i -> encoder.layer.i).
-LAYER_NAMES = {"self_attn.q_proj": "attention.self.query", "self_attn.k_proj": "attention.self.key",
-               "self_attn.v_proj": "attention.self.value", "self_attn.out_proj": "attention.output.dense",
-               "norm1": "attention.output.LayerNorm", "linear1": "intermediate.dense", "linear2": "output.dense",
-               "norm2": "output.LayerNorm"}
+# The modules of one layer in the order they run: (ours, Hugging Face's, what it computes); ours are in
+# encoder.layers.i (a dl4nlp.transformer.TransformerEncoderLayer), theirs in encoder.layer.i (a BertLayer).
+LAYER_MODULES = [("self_attn.q_proj", "attention.self.query", "query"),
+                 ("self_attn.k_proj", "attention.self.key", "key"),
+                 ("self_attn.v_proj", "attention.self.value", "value"),
+                 ("self_attn.out_proj", "attention.output.dense", "attention output"),
+                 ("norm1", "attention.output.LayerNorm", "attention LayerNorm"),
+                 ("linear1", "intermediate.dense", "feedforward W_1"), ("linear2", "output.dense", "feedforward W_2"),
+                 ("norm2", "output.LayerNorm", "output LayerNorm")]
+# The pre-training heads' modules: (ours, Hugging Face BertForPreTraining's, what it computes).
+HEAD_MODULES = [("mlm_dense", "cls.predictions.transform.dense", "MLM dense"),
+                ("mlm_norm", "cls.predictions.transform.LayerNorm", "MLM LayerNorm"),
+                ("nsp", "cls.seq_relationship", "NSP")]
 
 
 class BertModel(nn.Module):
@@ -369,13 +378,26 @@ def huggingface_names(config: BertConfig, prefix: str = "") -> dict[str, str]:
     """Our parameter names -> Hugging Face BertModel's (each under `prefix`, e.g. "bert." for BertForPreTraining):
     the key table of `from_huggingface`, e.g. "encoder.layers.0.norm1.weight" -> "encoder.layer.0.attention.output
     .LayerNorm.weight"."""
-    modules = {"embeddings.layer_norm": "embeddings.LayerNorm", "pooler": "pooler.dense"}
-    for i in range(config.num_hidden_layers):
-        modules |= {f"encoder.layers.{i}.{ours}": f"encoder.layer.{i}.{theirs}" for ours, theirs in LAYER_NAMES.items()}
     names = {f"embeddings.{table}.weight": f"embeddings.{table}.weight"
              for table in ("word_embeddings", "position_embeddings", "token_type_embeddings")}
-    names |= {f"{ours}.{kind}": f"{theirs}.{kind}" for ours, theirs in modules.items() for kind in ("weight", "bias")}
+    modules = [("embeddings.layer_norm", "embeddings.LayerNorm")] + [
+        (ours, theirs) for _, ours, theirs, _ in _sublayers(config) if ours not in ("embeddings", "pooler")]
+    modules += [("pooler", "pooler.dense")]
+    names |= {f"{ours}.{kind}": f"{theirs}.{kind}" for ours, theirs in modules for kind in ("weight", "bias")}
     return {f"{prefix}{ours}": f"{prefix}{theirs}" for ours, theirs in names.items()}
+
+
+def _sublayers(config: BertConfig, heads: bool = False) -> list[tuple[str, str, str, bool]]:
+    """(what it computes, our module, Hugging Face's, whether its output has a position axis) for every sublayer
+    of a BertModel (and of the heads of a BertForPreTraining, with the prefix bert. on the encoder's modules),
+    in the order they run."""
+    prefix = "bert." if heads else ""
+    rows = [("embeddings", "embeddings", "embeddings", True)]
+    rows += [(f"layer {i} {what}", f"encoder.layers.{i}.{ours}", f"encoder.layer.{i}.{theirs}", True)
+             for i in range(config.num_hidden_layers) for ours, theirs, what in LAYER_MODULES]
+    rows += [("pooler dense", "pooler", "pooler.dense", False)]
+    rows = [(what, prefix + ours, prefix + theirs, positions) for what, ours, theirs, positions in rows]
+    return rows + [(what, ours, theirs, ours != "nsp") for ours, theirs, what in HEAD_MODULES] if heads else rows
 
 
 def _huggingface_model(model_or_path: Any, kind: str, function: str) -> nn.Module:
@@ -480,9 +502,6 @@ class BertForPreTraining(nn.Module):
     decoder.bias -> mlm_bias, cls.seq_relationship -> nsp.
     """
 
-    HEAD_NAMES = {"mlm_dense": "cls.predictions.transform.dense", "mlm_norm": "cls.predictions.transform.LayerNorm",
-                  "nsp": "cls.seq_relationship"}
-
     def __init__(self, config: BertConfig, *, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.config = config
@@ -530,7 +549,7 @@ class BertForPreTraining(nn.Module):
                              f"({tuple(words.shape)}); ours always is (tie_word_embeddings=True)")
         ours = cls(BertConfig.from_huggingface(model.config))
         names = huggingface_names(ours.config, prefix="bert.")
-        names |= {f"{ours_}.{kind}": f"{theirs}.{kind}" for ours_, theirs in cls.HEAD_NAMES.items()
+        names |= {f"{mine}.{kind}": f"{theirs}.{kind}" for mine, theirs, _ in HEAD_MODULES
                   for kind in ("weight", "bias")}
         names["mlm_bias"] = "cls.predictions.decoder.bias"
         _load_huggingface(ours, model, names, cls.__name__)
@@ -538,29 +557,6 @@ class BertForPreTraining(nn.Module):
 
 
 # --- finding where two models part ways --------------------------------------------------------
-
-
-def _sublayers(model: nn.Module) -> list[tuple[str, str, str, bool]]:
-    """(row name, our module, their module, whether the output has a position axis) in the order they run."""
-    prefix = "bert." if isinstance(model, BertForPreTraining) else ""
-    rows = [("embeddings", "embeddings", "embeddings", True)]
-    for i in range(model.config.num_hidden_layers):
-        for ours, theirs, what in (("self_attn.q_proj", "attention.self.query", "query"),
-                                   ("self_attn.k_proj", "attention.self.key", "key"),
-                                   ("self_attn.v_proj", "attention.self.value", "value"),
-                                   ("self_attn.out_proj", "attention.output.dense", "attention output"),
-                                   ("norm1", "attention.output.LayerNorm", "attention LayerNorm"),
-                                   ("linear1", "intermediate.dense", "feedforward W_1"),
-                                   ("linear2", "output.dense", "feedforward W_2"),
-                                   ("norm2", "output.LayerNorm", "output LayerNorm")):
-            rows.append((f"layer {i} {what}", f"encoder.layers.{i}.{ours}", f"encoder.layer.{i}.{theirs}", True))
-    rows.append(("pooler dense", "pooler", "pooler.dense", False))
-    rows = [(name, prefix + ours, prefix + theirs, positions) for name, ours, theirs, positions in rows]
-    if prefix:
-        rows += [("MLM dense", "mlm_dense", "cls.predictions.transform.dense", True),
-                 ("MLM LayerNorm", "mlm_norm", "cls.predictions.transform.LayerNorm", True),
-                 ("NSP", "nsp", "cls.seq_relationship", False)]
-    return rows
 
 
 def compare_layers(ours: BertModel | BertForPreTraining, theirs: nn.Module, inputs: Mapping[str, Tensor] | Tensor,
@@ -589,7 +585,7 @@ def compare_layers(ours: BertModel | BertForPreTraining, theirs: nn.Module, inpu
                         f"and {type(theirs).__name__}")
     arguments = {"input_ids": inputs} if isinstance(inputs, Tensor) else \
         {name: inputs[name] for name in ("input_ids", "token_type_ids", "attention_mask") if name in inputs}
-    rows = _sublayers(ours)
+    rows = _sublayers(ours.config, heads=kind == "BertForPreTraining")
     recorded: dict[str, Tensor] = {}
 
     def recorder(key: str) -> Callable[..., None]:
@@ -700,7 +696,8 @@ def make_nsp_pairs(documents: Sequence[Sequence[str]], generator: torch.Generato
     if isinstance(documents, str) or not all(isinstance(doc, Sequence) and not isinstance(doc, str)
                                              for doc in documents):
         raise TypeError("make_nsp_pairs: documents should be a list of documents, each a list of sentences")
-    sentences = [(d, sentence) for d, document in enumerate(documents) for sentence in document]  # (document, text)
+    flat = [sentence for document in documents for sentence in document]  # document d is flat[first[d]:first[d + 1]]
+    first = [0, *itertools.accumulate(len(document) for document in documents)]
     starts = [(d, i) for d, document in enumerate(documents) for i in range(len(document) - 1)]  # a = documents[d][i]
     n = len(starts)
     is_random = torch.zeros(n, dtype=torch.bool)
@@ -708,17 +705,29 @@ def make_nsp_pairs(documents: Sequence[Sequence[str]], generator: torch.Generato
     pairs = []
     for (d, i), random_b in zip(starts, is_random.tolist()):
         a, successor = documents[d][i], documents[d][i + 1]
-        if not random_b:
-            pairs.append(SentencePair(a, successor, 0))
-            continue
-        others = [text for doc, text in sentences if doc != d] or list(documents[d])  # another document's, if any
-        candidates = [text for text in others if text not in (a, successor)]
-        if not candidates:
+        b = _random_sentence(flat, first[d], first[d + 1], (a, successor), generator) if random_b else successor
+        if b is None:
             raise ValueError(f"make_nsp_pairs: no sentence to pair at random with {a!r}: every other sentence is "
                              f"it or its successor; give more documents")
-        pick = int(torch.randint(len(candidates), (1,), generator=generator))
-        pairs.append(SentencePair(a, candidates[pick], 1))
+        pairs.append(SentencePair(a, b, int(random_b)))
     return pairs
+
+
+def _random_sentence(flat: list[str], start: int, end: int, avoid: tuple[str, str],
+                     generator: torch.Generator | None) -> str | None:
+    """A sentence drawn uniformly from flat outside [start, end) (inside, if there is none outside) that is not
+    one of `avoid`; None if there is no such sentence."""
+    inside = end - start
+    pool = len(flat) - inside or inside
+
+    def at(r: int) -> int:  # the r-th sentence of the pool
+        return (r if r < start else r + inside) if len(flat) > inside else start + r
+
+    pick = flat[at(int(torch.randint(pool, (1,), generator=generator)))]
+    if pick not in avoid:
+        return pick
+    candidates = [flat[at(r)] for r in range(pool) if flat[at(r)] not in avoid]  # rare: equal sentences elsewhere
+    return candidates[int(torch.randint(len(candidates), (1,), generator=generator))] if candidates else None
 
 
 def encode_pair(a_ids: Sequence[int], b_ids: Sequence[int], cls_token_id: int, sep_token_id: int,
