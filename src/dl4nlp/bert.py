@@ -231,7 +231,12 @@ def bert_embeddings(input_ids: Tensor, token_type_ids: Tensor | None, word_embed
 class BertEmbeddings(nn.Module):
     """The parameters of `bert_embeddings`, named as in Hugging Face's BertEmbeddings (LayerNorm -> layer_norm):
     word_embeddings (nn.Embedding (V, D), the [PAD] row starting at 0), position_embeddings (a learned
-    `dl4nlp.transformer.PositionalEmbedding` (P, D)), token_type_embeddings (nn.Embedding (S, D)), layer_norm."""
+    `dl4nlp.transformer.PositionalEmbedding` (P, D)), token_type_embeddings (nn.Embedding (S, D)), layer_norm.
+
+    `bert_embeddings` looks up the weight itself, so the [PAD] row gets the gradients of the padded positions,
+    where Hugging Face's nn.Embedding(padding_idx) gives it none: they are zero when the loss leaves the padded
+    positions out (attention never looks at them), as BERT's losses do.
+    """
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -380,9 +385,9 @@ def huggingface_names(config: BertConfig, prefix: str = "") -> dict[str, str]:
     .LayerNorm.weight"."""
     names = {f"embeddings.{table}.weight": f"embeddings.{table}.weight"
              for table in ("word_embeddings", "position_embeddings", "token_type_embeddings")}
-    modules = [("embeddings.layer_norm", "embeddings.LayerNorm")] + [
-        (ours, theirs) for _, ours, theirs, _ in _sublayers(config) if ours not in ("embeddings", "pooler")]
-    modules += [("pooler", "pooler.dense")]
+    modules = [("embeddings.layer_norm", "embeddings.LayerNorm"), ("pooler", "pooler.dense")]
+    modules += [(f"encoder.layers.{i}.{ours}", f"encoder.layer.{i}.{theirs}")
+                for i in range(config.num_hidden_layers) for ours, theirs, _ in LAYER_MODULES]
     names |= {f"{ours}.{kind}": f"{theirs}.{kind}" for ours, theirs in modules for kind in ("weight", "bias")}
     return {f"{prefix}{ours}": f"{prefix}{theirs}" for ours, theirs in names.items()}
 
@@ -598,13 +603,15 @@ def compare_layers(ours: BertModel | BertForPreTraining, theirs: nn.Module, inpu
                for side, model, name in (("ours", ours, our_name), ("theirs", theirs, their_name))]
     modes = ours.training, theirs.training
     try:
-        ours.eval(), theirs.eval()
+        ours.eval()
+        theirs.eval()
         with torch.no_grad():
             mine, other = ours(**arguments), theirs(**arguments)
     finally:
         for handle in handles:
             handle.remove()
-        ours.train(modes[0]), theirs.train(modes[1])
+        ours.train(modes[0])
+        theirs.train(modes[1])
     pairs = [(name, our_name, their_name, recorded.get(f"ours:{our_name}"), recorded.get(f"theirs:{their_name}"),
               positions) for name, our_name, their_name, positions in rows]
     if kind == "BertModel":
@@ -639,8 +646,9 @@ def mask_tokens(input_ids: Tensor, mask_token_id: int, vocab_size: int, special_
         each token that is not special is selected with probability mlm_probability; of the selected,
         80% -> [MASK], 10% -> a random word of the vocabulary, 10% -> unchanged
 
-    The model must predict every selected token, also the 10% it can see, so it cannot learn to
-    trust the input at [MASK] only; the random 10% keep it from trusting every other word.
+    [MASK] never occurs when the model is fine-tuned later, so not every selected token is hidden: the
+    model must also predict a word it sees (10%) and the right word in place of a wrong one (10%), and so
+    keeps a useful vector for every input word, not only for [MASK].
 
     Args: input_ids (B, T) token ids; mask_token_id, the id of [MASK]; vocab_size V, random words are drawn
       from [0, V); special_tokens_mask (B, T), True or 1 at tokens never to select ([CLS], [SEP], [PAD]), as a
