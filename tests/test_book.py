@@ -75,8 +75,9 @@ def test_notebook_pages_show_executed_outputs(book_html, page):
 
 
 @pytest.mark.slow
-def test_rnn_chapter_has_figures_and_a_saved_widget(book_html):
-    html = (book_html / "book" / "rnn.html").read_text()
+@pytest.mark.parametrize("page", [page for page in NOTEBOOK_PAGES if (ROOT / "solutions" / Path(page).name).is_dir()])
+def test_chapter_has_figures_and_a_saved_widget(book_html, page):
+    html = (book_html / f"{page}.html").read_text()
     assert len(re.findall(r"<figure", html)) >= 5  # the lecture's diagrams and a training curve
     assert "application/vnd.jupyter.widget-state+json" in html  # widget state saved in the page
     assert "application/vnd.jupyter.widget-view+json" in html
