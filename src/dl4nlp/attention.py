@@ -186,7 +186,7 @@ def attention_weights(q: Tensor, k: Tensor, attn_mask: Tensor | None = None, is_
       which returns alpha @ v.
     """
     check_attention("attention_weights", q, k, attn_mask=attn_mask, is_causal=is_causal)
-    scores = (q / math.sqrt(q.shape[-1])) @ k.transpose(-2, -1)  # (..., T_q, T_k): q_i . k_j / sqrt(Dh)
+    scores = (q @ k.transpose(-2, -1)).mul_(1 / math.sqrt(q.shape[-1]))  # (..., T_q, T_k): q_i . k_j / sqrt(Dh)
     if is_causal:
         attn_mask = causal_mask(q.shape[-2], k.shape[-2], device=scores.device)  # (T_q, T_k): j <= i
     if attn_mask is None:
