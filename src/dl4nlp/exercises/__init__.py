@@ -138,6 +138,20 @@ def binding(functions: Mapping[str, Callable[..., Any]], namespace: MutableMappi
                 namespace[name] = value
 
 
+def normal(generator: torch.Generator, *shape: int, scale: float = 1.0) -> Tensor:
+    """Standard normal values of `shape` from `generator`, times `scale`: the parts' random inputs."""
+    return torch.randn(*shape, generator=generator) * scale
+
+
+def draw_lengths(generator: torch.Generator, B: int, T: int) -> Tensor:
+    """Lengths (B,) in 1..T with one full sequence and, when B > 1, one shorter: a padded batch."""
+    lengths = torch.randint(1, T + 1, (B,), generator=generator)
+    lengths[0] = T
+    if B > 1:
+        lengths[-1] = int(torch.randint(1, T, (1,), generator=generator))
+    return lengths
+
+
 def public_cases(assignment: Assignment, part: Part) -> list[Case]:
     """The cases everyone may see: what the self-check runs."""
     return part.cases(generator("public", assignment.name, part.name))

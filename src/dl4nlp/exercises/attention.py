@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dl4nlp.exercises import Assignment, Case, Part
+from dl4nlp.exercises import Assignment, Case, Part, normal
 
 # --- the grader's own helpers: what the parts that call them get while graded ----------------
 
@@ -108,10 +108,6 @@ class Feedforward(nn.Module):
 # --- drawing -----------------------------------------------------------------------------
 
 
-def _normal(generator: torch.Generator, *shape: int, scale: float = 1.0) -> Tensor:
-    return torch.randn(*shape, generator=generator) * scale
-
-
 def _pattern(generator: torch.Generator, *shape: int) -> Tensor:
     """A boolean mask (..., T_q, T_k), True = may attend, with a True and a False in every row."""
     mask = torch.rand(*shape, generator=generator) < 0.5
@@ -143,10 +139,10 @@ def weights_cases(generator: torch.Generator) -> list[Case]:
     for leading, T_q, T_k, Dh, mask in (((2,), 3, 5, 4, "none"), ((2, 2), 4, 4, 8, "causal"),
                                         ((3,), 4, 4, 6, "pattern"), ((2, 2), 3, 6, 5, "padding"),
                                         ((), 4, 6, 16, "float"), ((1,), 5, 5, 32, "none")):
-        q, k = _normal(generator, *leading, T_q, Dh), _normal(generator, *leading, T_k, Dh)
+        q, k = normal(generator, *leading, T_q, Dh), normal(generator, *leading, T_k, Dh)
         attn_mask = {"pattern": lambda: _pattern(generator, *leading, T_q, T_k),
                      "padding": lambda: _padding(generator, leading[0], T_k)[1],
-                     "float": lambda: _normal(generator, T_q, T_k, scale=2.0)}.get(mask, lambda: None)()
+                     "float": lambda: normal(generator, T_q, T_k, scale=2.0)}.get(mask, lambda: None)()
         is_causal = mask == "causal"
         drawn.append(Case((q, k, attn_mask, is_causal), f"q {tuple(q.shape)}, k {tuple(k.shape)}, "
                                                        + _mask_description(attn_mask, is_causal)))
@@ -158,11 +154,11 @@ def attention_cases(generator: torch.Generator) -> list[Case]:
     for leading, T_q, T_k, Dh, Dv, mask in (((2,), 3, 5, 4, 3, "none"), ((2, 2), 4, 4, 8, 8, "causal"),
                                             ((3,), 4, 4, 6, 2, "pattern"), ((2, 3), 3, 6, 16, 5, "padding"),
                                             ((), 4, 4, 8, 6, "float")):
-        q, k, v = (_normal(generator, *leading, T_q, Dh), _normal(generator, *leading, T_k, Dh),
-                   _normal(generator, *leading, T_k, Dv))
+        q, k, v = (normal(generator, *leading, T_q, Dh), normal(generator, *leading, T_k, Dh),
+                   normal(generator, *leading, T_k, Dv))
         attn_mask = {"pattern": lambda: _pattern(generator, *leading, T_q, T_k),
                      "padding": lambda: _padding(generator, leading[0], T_k)[1],
-                     "float": lambda: _normal(generator, T_q, T_k, scale=2.0)}.get(mask, lambda: None)()
+                     "float": lambda: normal(generator, T_q, T_k, scale=2.0)}.get(mask, lambda: None)()
         is_causal = mask == "causal"
         description = (f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}, "
                        + _mask_description(attn_mask, is_causal))
@@ -175,20 +171,20 @@ def attention_cases(generator: torch.Generator) -> list[Case]:
 
 
 def split_cases(generator: torch.Generator) -> list[Case]:
-    return [Case((_normal(generator, B, T, D), H), f"x ({B}, {T}, {D}), {H} heads")
+    return [Case((normal(generator, B, T, D), H), f"x ({B}, {T}, {D}), {H} heads")
             for B, T, D, H in ((2, 5, 8, 2), (1, 3, 6, 3), (3, 4, 12, 4), (2, 6, 4, 1), (1, 2, 10, 5))]
 
 
 def merge_cases(generator: torch.Generator) -> list[Case]:
-    return [Case((_normal(generator, B, H, T, Dh),), f"x ({B}, {H}, {T}, {Dh})")
+    return [Case((normal(generator, B, H, T, Dh),), f"x ({B}, {H}, {T}, {Dh})")
             for B, H, T, Dh in ((2, 2, 5, 4), (1, 3, 3, 2), (3, 4, 4, 3), (2, 1, 6, 4), (1, 5, 2, 2))]
 
 
 def _linear(generator: torch.Generator, D: int) -> nn.Linear:
     linear = nn.Linear(D, D)
     with torch.no_grad():
-        linear.weight.copy_(_normal(generator, D, D, scale=1 / math.sqrt(D)))
-        linear.bias.copy_(_normal(generator, D, scale=0.1))
+        linear.weight.copy_(normal(generator, D, D, scale=1 / math.sqrt(D)))
+        linear.bias.copy_(normal(generator, D, scale=0.1))
     return linear
 
 
@@ -197,13 +193,13 @@ def multi_head_cases(generator: torch.Generator) -> list[Case]:
     for B, T_q, T_k, D, H, mask, cross in ((2, 5, 5, 8, 2, "none", False), (2, 3, 6, 8, 4, "padding", True),
                                            (1, 4, 4, 6, 3, "causal", False), (3, 5, 5, 12, 4, "float", False),
                                            (2, 4, 4, 4, 1, "none", False)):
-        query = _normal(generator, B, T_q, D)
-        key = _normal(generator, B, T_k, D) if cross else query
-        value = _normal(generator, B, T_k, D) if cross else query
+        query = normal(generator, B, T_q, D)
+        key = normal(generator, B, T_k, D) if cross else query
+        value = normal(generator, B, T_k, D) if cross else query
         projections = tuple(_linear(generator, D) for _ in range(4))  # W^Q, W^K, W^V, W^O
         attn_mask = {"padding": lambda: _padding(generator, B, T_k)[1],
                      "causal": lambda: torch.ones(T_q, T_k, dtype=torch.bool).tril(),
-                     "float": lambda: _normal(generator, T_q, T_k, scale=2.0)}.get(mask, lambda: None)()
+                     "float": lambda: normal(generator, T_q, T_k, scale=2.0)}.get(mask, lambda: None)()
         dropout = FixedDropout((1, H, T_q, T_k), 0.2, generator) if mask == "float" else None
         description = (f"{'cross' if cross else 'self'}-attention, query ({B}, {T_q}, {D}), {H} heads, "
                        + _mask_description(attn_mask, False) + (", a dropout on the weights" if dropout else ""))
@@ -219,7 +215,7 @@ def block_cases(generator: torch.Generator) -> list[Case]:
     drawn = []
     for B, T, D, H, D_ff, activation, padded in ((2, 5, 8, 2, 16, "relu", False), (3, 4, 6, 3, 12, "gelu", True),
                                                  (1, 6, 4, 1, 8, "relu", True), (2, 3, 12, 4, 24, "gelu", False)):
-        x = _normal(generator, B, T, D)
+        x = normal(generator, B, T, D)
         key_padding_mask = None
         if padded:
             lengths = torch.randint(1, T + 1, (B,), generator=generator)
@@ -229,8 +225,8 @@ def block_cases(generator: torch.Generator) -> list[Case]:
         for _ in range(2):
             norm = nn.LayerNorm(D)
             with torch.no_grad():
-                norm.weight.copy_(1 + _normal(generator, D, scale=0.3))
-                norm.bias.copy_(_normal(generator, D, scale=0.3))
+                norm.weight.copy_(1 + normal(generator, D, scale=0.3))
+                norm.bias.copy_(normal(generator, D, scale=0.3))
             norms.append(norm)
         drawn.append(Case((x, SelfAttention(D, H, key_padding_mask, generator),
                            Feedforward(D, D_ff, activation, generator), *norms, FixedDropout((D,), 0.2, generator)),

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from dl4nlp.exercises import Assignment, Case, Part
+from dl4nlp.exercises import Assignment, Case, Part, draw_lengths, normal
 
 # --- what the classifier's cases are built from ---------------------------------------------
 
@@ -71,19 +71,6 @@ def max_pool_over_time(x: Tensor, lengths: Tensor | None = None) -> Tensor:
 # --- drawing -----------------------------------------------------------------------------
 
 
-def _normal(generator: torch.Generator, *shape: int, scale: float = 1.0) -> Tensor:
-    return torch.randn(*shape, generator=generator) * scale
-
-
-def _lengths(generator: torch.Generator, B: int, T: int) -> Tensor:
-    """Lengths in 1..T with one full and, when B > 1, one shorter sentence."""
-    lengths = torch.randint(1, T + 1, (B,), generator=generator)
-    lengths[0] = T
-    if B > 1:
-        lengths[-1] = int(torch.randint(1, T, (1,), generator=generator))
-    return lengths
-
-
 CONV_SIZES = (  # B, T, D, C, K, stride, bias
     (2, 5, 5, 3, 2, 2, True),  # square: sliding along D gives numbers, wrong ones
     (3, 7, 4, 5, 3, 1, True),
@@ -97,9 +84,9 @@ CONV_SIZES = (  # B, T, D, C, K, stride, bias
 def conv_cases(generator: torch.Generator) -> list[Case]:
     drawn = []
     for B, T, D, C, K, stride, bias in CONV_SIZES:
-        x = _normal(generator, B, T, D)
-        weight = _normal(generator, C, D, K, scale=1 / math.sqrt(D * K))
-        b = _normal(generator, C) if bias else None
+        x = normal(generator, B, T, D)
+        weight = normal(generator, C, D, K, scale=1 / math.sqrt(D * K))
+        b = normal(generator, C) if bias else None
         drawn.append(Case((x, weight, b, stride), f"batch {B}, T={T}, D={D}, C={C} filters, K={K}, stride {stride}"
                                                   + ("" if bias else ", no bias")))
     return drawn
@@ -110,13 +97,13 @@ def pool_cases(generator: torch.Generator) -> list[Case]:
     drawn = []
     for B, T, C, padded, negative in ((3, 5, 4, True, False), (2, 4, 3, True, True), (1, 3, 2, False, False),
                                       (4, 6, 5, True, False), (3, 3, 6, True, True)):
-        x = _normal(generator, B, T, C)
+        x = normal(generator, B, T, C)
         if negative:
             x = -x.abs() - 0.1  # every real feature below zero: a padded zero would win the max
-        lengths = _lengths(generator, B, T) if padded else None
+        lengths = draw_lengths(generator, B, T) if padded else None
         if padded:
             padding = torch.arange(T) >= lengths[:, None]  # (B, T)
-            loud = _normal(generator, B, T, C) + (0 if negative else 10)
+            loud = normal(generator, B, T, C) + (0 if negative else 10)
             x = torch.where(padding[..., None], loud, x)  # (B, T, C)
         drawn.append(Case((x, lengths), f"batch {B}, T={T}, C={C}, "
                                         + (f"lengths {lengths.tolist()}" if padded else "no padding")
@@ -132,7 +119,7 @@ def classify_cases(generator: torch.Generator) -> list[Case]:
                                                            (4, 7, 3, 4, (1, 2, 4), 1, 2, 2),
                                                            (1, 5, 4, 3, (3,), 1, 2, None),
                                                            (3, 8, 4, 2, (2, 3), 2, 3, 3)):  # stride 2
-        lengths = _lengths(generator, B, T)
+        lengths = draw_lengths(generator, B, T)
         if shortest is not None:
             lengths[-1] = shortest  # shorter than the longest kernel
         tokens = torch.randint(1, V, (B, T), generator=generator)

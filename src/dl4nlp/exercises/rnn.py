@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from dl4nlp.exercises import Assignment, Case, Part
+from dl4nlp.exercises import Assignment, Case, Part, draw_lengths, normal
 from dl4nlp.rnn import lengths_to_mask, reverse_padded
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -100,36 +100,23 @@ class TorchEncoder(nn.Module):
 # --- drawing -----------------------------------------------------------------------------
 
 
-def _normal(generator: torch.Generator, *shape: int, scale: float = 1.0) -> Tensor:
-    return torch.randn(*shape, generator=generator) * scale
-
-
 def _weights(generator: torch.Generator, gates: int, D: int, H: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     scale = 1 / math.sqrt(H)
-    return (_normal(generator, gates * H, D, scale=scale), _normal(generator, gates * H, H, scale=scale),
-            _normal(generator, gates * H, scale=scale), _normal(generator, gates * H, scale=scale))
+    return (normal(generator, gates * H, D, scale=scale), normal(generator, gates * H, H, scale=scale),
+            normal(generator, gates * H, scale=scale), normal(generator, gates * H, scale=scale))
 
 
 def _state(generator: torch.Generator, kind: str, B: int, H: int) -> Tensor | tuple[Tensor, Tensor]:
     if kind == "lstm":
-        return _normal(generator, B, H, scale=0.5), _normal(generator, B, H, scale=0.5)
-    return _normal(generator, B, H, scale=0.5)
-
-
-def _lengths(generator: torch.Generator, B: int, T: int) -> Tensor:
-    """Lengths in 1..T with at least one full and, when B > 1, one shorter sequence."""
-    lengths = torch.randint(1, T + 1, (B,), generator=generator)
-    lengths[0] = T
-    if B > 1:
-        lengths[-1] = int(torch.randint(1, T, (1,), generator=generator))
-    return lengths
+        return normal(generator, B, H, scale=0.5), normal(generator, B, H, scale=0.5)
+    return normal(generator, B, H, scale=0.5)
 
 
 def _cell_cases(kind: str) -> Callable[[torch.Generator], list[Case]]:
     def cases(generator: torch.Generator) -> list[Case]:
         drawn = []
         for B, D, H in ((1, 3, 4), (5, 4, 3), (3, 6, 8), (4, 2, 5)):
-            x = _normal(generator, B, D)
+            x = normal(generator, B, D)
             drawn.append(Case((x, _state(generator, kind, B, H), *_weights(generator, GATES[kind], D, H)),
                               f"batch {B}, D={D}, H={H}"))
         return drawn
@@ -141,8 +128,8 @@ def bidirectional_cases(generator: torch.Generator) -> list[Case]:
     for kind, B, T, D, H, padded in (("lstm", 3, 5, 4, 3, True), ("gru", 1, 4, 3, 5, False),
                                      ("rnn", 4, 6, 2, 4, True), ("gru", 5, 3, 3, 2, True),
                                      ("lstm", 2, 4, 3, 4, False)):
-        x = _normal(generator, B, T, D)
-        lengths = _lengths(generator, B, T) if padded else None
+        x = normal(generator, B, T, D)
+        lengths = draw_lengths(generator, B, T) if padded else None
         gates = GATES[kind]
         args = (TORCH_CELLS[kind], x, _state(generator, kind, B, H), _state(generator, kind, B, H),
                 _weights(generator, gates, D, H), _weights(generator, gates, D, H), lengths)
@@ -156,8 +143,8 @@ def unroll_cases(generator: torch.Generator) -> list[Case]:
     for kind, B, T, D, H, padded in (("lstm", 3, 5, 4, 3, True), ("gru", 1, 4, 3, 5, False),
                                      ("rnn", 4, 6, 2, 4, True), ("gru", 5, 3, 3, 2, True),
                                      ("lstm", 2, 4, 3, 4, False), ("rnn", 3, 3, 2, 3, True)):
-        x = _normal(generator, B, T, D)  # padded steps hold random values too
-        lengths = _lengths(generator, B, T) if padded else None
+        x = normal(generator, B, T, D)  # padded steps hold random values too
+        lengths = draw_lengths(generator, B, T) if padded else None
         args = (TORCH_CELLS[kind], x, _state(generator, kind, B, H), _weights(generator, GATES[kind], D, H), lengths)
         drawn.append(Case(args, f"{kind} cell, batch {B}, T={T}, D={D}, H={H}, "
                                 + (f"lengths {lengths.tolist()}" if padded else "no padding")))
@@ -167,7 +154,7 @@ def unroll_cases(generator: torch.Generator) -> list[Case]:
 def gradient_cases(generator: torch.Generator) -> list[Case]:
     drawn = []
     for kind, B, T, D, H in (("rnn", 3, 6, 4, 5), ("lstm", 1, 5, 3, 4), ("gru", 4, 4, 2, 3), ("lstm", 2, 7, 3, 2)):
-        x = _normal(generator, B, T, D)
+        x = normal(generator, B, T, D)
         args = (TORCH_CELLS[kind], x, _state(generator, kind, B, H), _weights(generator, GATES[kind], D, H))
         drawn.append(Case(args, f"{kind} cell, batch {B}, T={T}, D={D}, H={H}"))
     return drawn
@@ -178,7 +165,7 @@ def classify_cases(generator: torch.Generator) -> list[Case]:
     V, C = 20, 3
     for kind, B, T, D, H, layers, bidirectional in (("lstm", 3, 6, 5, 4, 1, True), ("gru", 1, 4, 3, 5, 2, False),
                                                      ("rnn", 4, 5, 4, 3, 2, True), ("gru", 2, 3, 4, 4, 1, True)):
-        lengths = _lengths(generator, B, T)
+        lengths = draw_lengths(generator, B, T)
         tokens = torch.randint(1, V, (B, T), generator=generator)
         tokens[torch.arange(T) >= lengths[:, None]] = 0  # <pad>
         embedding = nn.Embedding(V, D, padding_idx=0)
