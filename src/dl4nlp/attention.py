@@ -194,12 +194,14 @@ def attention_weights(q: Tensor, k: Tensor, attn_mask: Tensor | None = None, is_
     # A query that may attend to no key would get 0 / 0 = NaN: let it see every key, then zero its row.
     if attn_mask.dtype == torch.bool:
         nowhere = ~attn_mask.any(dim=-1, keepdim=True)  # (..., T_q, 1), at the mask's own (small) shape
-        scores = scores.masked_fill(~(attn_mask | nowhere), float("-inf"))  # (..., T_q, T_k): exp(-inf) = 0
+        scores = scores.masked_fill_(~(attn_mask | nowhere), float("-inf"))  # (..., T_q, T_k): exp(-inf) = 0
     else:
         nowhere = (attn_mask == float("-inf")).all(dim=-1, keepdim=True)  # (..., T_q, 1)
-        scores = scores + attn_mask.masked_fill(nowhere, 0.0).to(scores.dtype)  # (..., T_q, T_k): added
+        scores = scores.add_(attn_mask.masked_fill(nowhere, 0.0).to(scores.dtype))  # (..., T_q, T_k): added
     weights = torch.softmax(scores, dim=-1)  # (..., T_q, T_k): rows sum to 1
-    return weights.masked_fill(nowhere, 0.0)  # (..., T_q, T_k): all zero for a query with no key
+    if bool(nowhere.any()):  # rare: skip a pass over (..., T_q, T_k) when every query has a key
+        weights = weights.masked_fill(nowhere, 0.0)  # all zero for a query with no key
+    return weights  # (..., T_q, T_k)
 
 
 # --- step 3: the weighted sum of the values -------------------------------------------
