@@ -199,9 +199,8 @@ def attention_weights(q: Tensor, k: Tensor, attn_mask: Tensor | None = None, is_
         nowhere = (attn_mask == float("-inf")).all(dim=-1, keepdim=True)  # (..., T_q, 1)
         scores = scores.add_(attn_mask.masked_fill(nowhere, 0.0).to(scores.dtype))  # (..., T_q, T_k): added
     weights = torch.softmax(scores, dim=-1)  # (..., T_q, T_k): rows sum to 1
-    if bool(nowhere.any()):  # rare: skip a pass over (..., T_q, T_k) when every query has a key
-        weights = weights.masked_fill(nowhere, 0.0)  # all zero for a query with no key
-    return weights  # (..., T_q, T_k)
+    # All zero for a query with no key; the pass over (..., T_q, T_k) is skipped when every query has one.
+    return weights.masked_fill(nowhere, 0.0) if bool(nowhere.any()) else weights  # (..., T_q, T_k)
 
 
 # --- step 3: the weighted sum of the values -------------------------------------------
