@@ -77,6 +77,13 @@ def perturbed(source: str, name: str) -> str:
         """)
 
 
+def with_source(notebook: nbformat.NotebookNode, part: str, source: str) -> nbformat.NotebookNode:
+    """A copy of `notebook` whose solution cell of `part` holds `source` (dedented)."""
+    notebook = copy.deepcopy(notebook)
+    notebook.cells[solution_index(notebook, part)].source = textwrap.dedent(source)
+    return notebook
+
+
 def replaced(notebook: nbformat.NotebookNode, part: str, function: object) -> nbformat.NotebookNode:
     """A copy of `notebook` whose solution cell of `part` defines `function`'s source under the part's name."""
     notebook = copy.deepcopy(notebook)

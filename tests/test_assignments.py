@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from submissions import autograde, nbgrader, perturbed, read, replaced, solution_index, write_submission
+from submissions import autograde, nbgrader, perturbed, read, replaced, solution_index, with_source, write_submission
 
 from dl4nlp import exercises
 from dl4nlp.instructor.release import assignments, release
@@ -228,15 +228,6 @@ ONE_LINERS = {
 }
 
 
-def _with_source(notebook: nbformat.NotebookNode, part: str, source: str) -> nbformat.NotebookNode:
-    """A copy of `notebook` whose solution cell of `part` holds `source`."""
-    import copy
-
-    notebook = copy.deepcopy(notebook)
-    notebook.cells[solution_index(notebook, part)].source = textwrap.dedent(source)
-    return notebook
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_grading_round_trip(assignment, tmp_path):
@@ -264,11 +255,11 @@ def test_grading_round_trip(assignment, tmp_path):
             expected_bugs[f"bug-{part.name}-{number}"] = (part.name, bug)
     write_submission(submissions, "wrong-name", instructor, "my_homework.ipynb")
     first = parts[0]  # the reference imported under the part's name: no points for that part
-    write_submission(submissions, "reference", _with_source(instructor, first.name,
-                                                            f"from {first.module} import {first.name}\n"), name)
+    write_submission(submissions, "reference", with_source(instructor, first.name,
+                                                           f"from {first.module} import {first.name}\n"), name)
     one_liners = ONE_LINERS.get(assignment, {})
     for part_name, source in one_liners.items():
-        write_submission(submissions, f"one-liner-{part_name}", _with_source(instructor, part_name, source), name)
+        write_submission(submissions, f"one-liner-{part_name}", with_source(instructor, part_name, source), name)
 
     grades, _ = autograde(assignment, submissions, tmp_path / "grades.csv")
     assert float(grades["instructor"]["max_score"]) == total

@@ -51,7 +51,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from submissions import (append, autograde, colab, insert, is_test_cell, nbgrader, perturbed, read, solution_index,
-                         write_submission, wrong_answers)
+                         with_source, write_submission, wrong_answers)
 
 from dl4nlp import exercises
 from dl4nlp.instructor.autograde.rubric import Rubric, load_rubric
@@ -306,9 +306,7 @@ def load_reference_file(kit: Kit, student: str) -> Expect:
 
 def _answer(kit: Kit, part: str, source: str) -> nbformat.NotebookNode:
     """The instructor notebook with the solution cell of `part` replaced by `source`."""
-    notebook = copy.deepcopy(kit.solution)
-    notebook.cells[solution_index(notebook, part)].source = textwrap.dedent(source)
-    return notebook
+    return with_source(kit.solution, part, source)
 
 
 def _cell(kit: Kit, part: str) -> int:
