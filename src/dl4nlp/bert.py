@@ -26,7 +26,6 @@ them random) and `encode_pair` / `encode_pairs` ([CLS] A [SEP] B [SEP] with segm
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -41,8 +40,7 @@ from torch.nn import functional as F
 
 from dl4nlp.attention import Sublayer
 from dl4nlp.shapes import check_shapes, optional, shapes
-from dl4nlp.transformer import (ACTIVATIONS, EncoderLayerConfig, PositionalEmbedding, TransformerEncoder, feedforward,
-                                post_norm_block)
+from dl4nlp.transformer import ACTIVATIONS, EncoderLayerConfig, PositionalEmbedding, TransformerEncoder, feedforward
 
 IGNORE_INDEX = -100  # MLM labels of tokens that were not selected: no loss (F.cross_entropy's default ignore_index)
 
@@ -275,11 +273,8 @@ def bert_layer(x: Tensor, attention_mask: Tensor | None, attention: Callable[...
       activation and output.dense -> feedforward; output.LayerNorm -> norm2.
     """
     key_padding_mask = None if attention_mask is None else attention_mask == 0  # (B, T): True = padding
-
-    def self_attention(h: Tensor) -> Tensor:
-        return attention(h, h, h, key_padding_mask)[0]  # (B, T, D): every query sees every real key
-
-    return post_norm_block(x, self_attention, feedforward, norm1, norm2, dropout)  # (B, T, D)
+    a = norm1(x + dropout(attention(x, x, x, key_padding_mask)[0]))  # (B, T, D): every query sees every real key
+    return norm2(a + dropout(feedforward(a)))  # (B, T, D)
 
 
 # --- the model --------------------------------------------------------------------------------
@@ -461,9 +456,40 @@ def mlm_head(hidden_states: Tensor, dense: Sublayer, activation: Callable[[Tenso
     return F.linear(h, word_embeddings, bias)  # (B, T, D) @ (D, V) + (V,) -> (B, T, V)
 
 
+def check_mlm_labels(function: str, labels: Tensor, vocab_size: int) -> None:
+    """ValueError unless `labels` holds integer ids in [0, vocab_size), or -100 where no prediction is asked for."""
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"{function}: labels should hold integer ids (torch.long), got {labels.dtype}")
+    wrong = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= vocab_size))
+    if bool(wrong.any()):
+        raise ValueError(f"{function}: labels should be ids in [0, {vocab_size}) at selected tokens and "
+                         f"{IGNORE_INDEX} elsewhere, got {int(labels[wrong][0])}")
+
+
+@shapes(mlm_logits="B T V", labels="B T")
+def mlm_loss(mlm_logits: Tensor, labels: Tensor) -> Tensor:
+    """The masked-language-model loss: the mean cross-entropy over the selected tokens only.
+
+        loss = -(1 / |S|) sum over (b, t) in S of log softmax(mlm_logits[b, t])[labels[b, t]]
+        S = the selected tokens, where labels != -100
+
+    Args: mlm_logits (B, T, V), a score for every word at every position; labels (B, T), the original id at
+      selected tokens and -100 elsewhere (as `mask_tokens` returns them).
+    Returns: the loss, a scalar tensor. A batch without a single selected token gives NaN (0 / 0), as in
+      Hugging Face.
+    Matches: F.cross_entropy(mlm_logits.flatten(0, 1), labels.flatten(), ignore_index=-100), the MLM term of
+      transformers.BertForPreTraining's loss.
+    """
+    check_mlm_labels("mlm_loss", labels, mlm_logits.shape[-1])
+    log_probs = torch.log_softmax(mlm_logits, dim=-1)  # (B, T, V)
+    selected = labels != IGNORE_INDEX  # (B, T)
+    picked = log_probs.gather(-1, labels.clamp(min=0)[..., None]).squeeze(-1)  # (B, T): log p(label); any id where -100
+    return -(picked * selected).sum() / selected.sum()  # the mean over the selected tokens
+
+
 def pretraining_losses(mlm_logits: Tensor, nsp_logits: Tensor, labels: Tensor | None = None,
                        next_sentence_label: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
-    """BERT's two pre-training losses, each a mean cross-entropy:
+    """BERT's two pre-training losses, each a mean cross-entropy (the MLM one is `mlm_loss`):
 
         MLM: -mean over selected tokens t of log p(labels_t | masked input)   (labels -100: not selected)
         NSP: -mean over pairs of log p(next_sentence_label | pair)            (0 = B follows A, 1 = B is random)
@@ -474,15 +500,15 @@ def pretraining_losses(mlm_logits: Tensor, nsp_logits: Tensor, labels: Tensor | 
       selected token gives NaN (0 / 0), as in Hugging Face.
     Matches: the CrossEntropyLoss terms of transformers.BertForPreTraining, whose loss is their sum.
     """
-    mlm_loss = nsp_loss = None
+    mlm = nsp = None
     if labels is not None:
         check_shapes("pretraining_losses", mlm_logits=(mlm_logits, "B T V"), labels=(labels, "B T"))
-        mlm_loss = F.cross_entropy(mlm_logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
+        mlm = mlm_loss(mlm_logits, labels)
     if next_sentence_label is not None:
         check_shapes("pretraining_losses", nsp_logits=(nsp_logits, "B 2"),
                      next_sentence_label=(next_sentence_label, "B"))
-        nsp_loss = F.cross_entropy(nsp_logits, next_sentence_label)
-    return mlm_loss, nsp_loss
+        nsp = F.cross_entropy(nsp_logits, next_sentence_label)
+    return mlm, nsp
 
 
 @dataclass(frozen=True)
@@ -689,53 +715,53 @@ class SentencePair(NamedTuple):
     next_sentence_label: int
 
 
+def check_documents(function: str, documents: Any) -> None:
+    """TypeError unless `documents` is a list of documents, each a list of sentences (strings)."""
+    if isinstance(documents, str) or not isinstance(documents, Sequence) or not all(
+            isinstance(doc, Sequence) and not isinstance(doc, str) and all(isinstance(s, str) for s in doc)
+            for doc in documents):
+        raise TypeError(f"{function}: documents should be a list of documents, each a list of sentences (strings)")
+
+
 def make_nsp_pairs(documents: Sequence[Sequence[str]], generator: torch.Generator | None = None) -> list[SentencePair]:
     """Sentence pairs for next-sentence prediction: every sentence that has a successor in its document becomes
     an `a`; for half of them (n // 2 of n, chosen at random) `b` is a random sentence, else the true successor.
 
-    A random `b` comes from another document, as in BERT (from the same one only when there is a single
-    document), and is never `a` itself nor `a`'s true successor, not even an equal sentence elsewhere.
+    A random `b` is a random sentence of a random other document, as in BERT (of the same one only when there
+    is a single document), and is never `a` itself nor `a`'s true successor, not even an equal sentence elsewhere.
 
     Args: documents, each a list of sentences in order; generator, for the random draws.
     Returns: the pairs in document order: `SentencePair(a, b, next_sentence_label)` with 0 = b follows a and
       1 = b is random (Hugging Face's next_sentence_label).
     Raises: ValueError if a pair needs a random sentence and no other sentence is left to draw.
     """
-    if isinstance(documents, str) or not all(isinstance(doc, Sequence) and not isinstance(doc, str)
-                                             for doc in documents):
-        raise TypeError("make_nsp_pairs: documents should be a list of documents, each a list of sentences")
-    flat = [sentence for document in documents for sentence in document]  # document d is flat[first[d]:first[d + 1]]
-    first = [0, *itertools.accumulate(len(document) for document in documents)]
+    check_documents("make_nsp_pairs", documents)
     starts = [(d, i) for d, document in enumerate(documents) for i in range(len(document) - 1)]  # a = documents[d][i]
     n = len(starts)
     is_random = torch.zeros(n, dtype=torch.bool)
     is_random[torch.randperm(n, generator=generator)[:n // 2]] = True  # exactly n // 2 random pairs
+    others = [e for e, document in enumerate(documents) if document]  # the documents a random b may come from
+
+    def random_sentence(d: int, avoid: tuple[str, str]) -> str:  # a random sentence of a random other document
+        for _ in range(100):
+            e = others[int(torch.randint(len(others), (1,), generator=generator))]
+            if e == d and len(others) > 1:
+                continue  # a's own document only when it is the only one
+            sentence = documents[e][int(torch.randint(len(documents[e]), (1,), generator=generator))]
+            if sentence not in avoid:  # not a, not its successor, not even an equal sentence elsewhere
+                return sentence
+        candidates = [s for e in others if e != d or len(others) == 1 for s in documents[e] if s not in avoid]
+        if not candidates:
+            raise ValueError(f"make_nsp_pairs: no sentence to pair at random with {avoid[0]!r}: every other sentence "
+                             f"is it or its successor; give more documents")
+        return candidates[int(torch.randint(len(candidates), (1,), generator=generator))]
+
     pairs = []
     for (d, i), random_b in zip(starts, is_random.tolist()):
         a, successor = documents[d][i], documents[d][i + 1]
-        b = _random_sentence(flat, first[d], first[d + 1], (a, successor), generator) if random_b else successor
-        if b is None:
-            raise ValueError(f"make_nsp_pairs: no sentence to pair at random with {a!r}: every other sentence is "
-                             f"it or its successor; give more documents")
+        b = random_sentence(d, (a, successor)) if random_b else successor
         pairs.append(SentencePair(a, b, int(random_b)))
     return pairs
-
-
-def _random_sentence(flat: list[str], start: int, end: int, avoid: tuple[str, str],
-                     generator: torch.Generator | None) -> str | None:
-    """A sentence drawn uniformly from flat outside [start, end) (inside, if there is none outside) that is not
-    one of `avoid`; None if there is no such sentence."""
-    inside = end - start
-    pool = len(flat) - inside or inside
-
-    def at(r: int) -> int:  # the r-th sentence of the pool
-        return (r if r < start else r + inside) if len(flat) > inside else start + r
-
-    pick = flat[at(int(torch.randint(pool, (1,), generator=generator)))]
-    if pick not in avoid:
-        return pick
-    candidates = [flat[at(r)] for r in range(pool) if flat[at(r)] not in avoid]  # rare: equal sentences elsewhere
-    return candidates[int(torch.randint(len(candidates), (1,), generator=generator))] if candidates else None
 
 
 def encode_pair(a_ids: Sequence[int], b_ids: Sequence[int], cls_token_id: int, sep_token_id: int,
