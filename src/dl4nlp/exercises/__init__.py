@@ -28,6 +28,7 @@ import hashlib
 import importlib
 import inspect
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -61,7 +62,13 @@ class Part:
     given: {name: function}, notebook functions the part's function may call (`unroll`, from the
       bidirectional layer) that the grader and the self-check bind to their own version while the
       part runs (`binding`), so that a bug in one part never costs another its points;
-    gradients: False for a part whose output is itself a gradient: only its outputs are compared.
+    gradients: False for a part whose output is itself a gradient: only its outputs are compared;
+    check: for a part whose outputs are random (`mask_tokens` draws which tokens to hide), so that no two
+      right answers agree: check(case, output) says what is wrong with an answer's output (None if nothing)
+      from the properties any right output has, statistical ones with a tolerance, instead of comparing it
+      with the reference's. The reference must pass it (tests prove it, and that each bug fails it). Its
+      words should not quote the case (they are shown under --hide-cases); a typical bug matches an answer
+      whose problems read the same, numbers aside.
     """
 
     name: str
@@ -74,6 +81,7 @@ class Part:
     rtol: float = 1e-4
     given: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     gradients: bool = True
+    check: Callable[[Case, Any], str | None] | None = None
 
     def reference(self) -> Callable[..., Any]:
         """The reference implementation of the part."""
@@ -202,6 +210,7 @@ def difference(expected: Plain, got: Plain, atol: float, rtol: float) -> str | N
         if not torch.isfinite(got64).all() and torch.isfinite(expected64).all():
             return "returned NaN or infinite values"
         gap = (got64 - expected64).abs()
+        gap[(got64 == expected64) | (got64.isnan() & expected64.isnan())] = 0  # infinities and NaN where expected
         if bool((gap <= atol + rtol * expected64.abs()).all()):
             return None
         worst = float(gap.max())
@@ -302,6 +311,8 @@ def _prepare(args: tuple[Any, ...]) -> tuple[Any, ...]:
             for parameter in module.parameters():
                 parameter.grad = None
             return module
+        if isinstance(value, torch.Generator):  # each call draws the same numbers
+            return torch.Generator(value.device).set_state(value.get_state())
         return value  # functions, numbers, None: shared
     return tuple(copy_arg(arg) for arg in args)
 
@@ -343,6 +354,8 @@ def mismatch(part: Part, case: Case, expected: Outcome, got: Outcome) -> str | N
     """None if `got` matches `expected` (outputs, then gradients), else what is wrong, in words."""
     if expected.error is not None:
         raise RuntimeError(f"the reference {part.module}.{part.name} failed on a case: {expected.error}")
+    if part.check is not None:
+        return got.error or checked(part, case, got.output)
     problem = got.error or difference(expected.output, got.output, part.atol, part.rtol)
     if problem or not part.gradients or not expected.gradients:
         return problem
@@ -397,6 +410,8 @@ def diagnose(part: Part, cases: Sequence[Case], outcomes: Sequence[Outcome]) -> 
     """
     if all(outcome.error for outcome in outcomes):
         return ""
+    if part.check is not None:
+        return _diagnose_checked(part, cases, outcomes)
     for name, bug in part.bugs.items():
         for case, outcome in zip(cases, outcomes):
             wrong = call(bug, case)
@@ -406,6 +421,38 @@ def diagnose(part: Part, cases: Sequence[Case], outcomes: Sequence[Outcome]) -> 
             elif mismatch(part, case, wrong, outcome) is not None:
                 break
         else:
+            return name
+    return ""
+
+
+def checked(part: Part, case: Case, output: Any) -> str | None:
+    """What `part.check` finds wrong with an output; a check that fails on a malformed output says so."""
+    try:
+        return part.check(case, output)
+    except Exception as error:  # noqa: BLE001 - an output the check cannot read is a wrong output
+        return f"its output could not be checked ({error_message(error, 120)}): {describe(output)}"
+
+
+def _symptom(outcome: Outcome, part: Part, case: Case) -> str | None:
+    """What is wrong with an outcome of a checked part, numbers left out: "error" for any exception."""
+    if outcome.error is not None:
+        return "error"
+    problem = checked(part, case, outcome.output)
+    return None if problem is None else re.sub(r"\d+(\.\d+)?", "#", problem)
+
+
+def _diagnose_checked(part: Part, cases: Sequence[Case], outcomes: Sequence[Outcome]) -> str:
+    """The first typical bug of a checked part that shows every problem the answer shows, numbers aside.
+
+    Answer and bug draw differently, so a problem one of them shows on a case the other may miss
+    there by chance (a random sentence that happens to come from another document); what they
+    show over all the cases is what identifies them.
+    """
+    symptoms = {_symptom(outcome, part, case) for case, outcome in zip(cases, outcomes)} - {None}
+    if not symptoms:
+        return ""
+    for name, bug in part.bugs.items():
+        if symptoms <= {_symptom(call(bug, case), part, case) for case in cases}:
             return name
     return ""
 
