@@ -232,3 +232,73 @@ def test_data_sets_live_in_their_own_modules() -> None:
 
     shared = {name for name in vars(dl4nlp.data) if not name.startswith("_")}
     assert not {"load_sentiment", "make_synthetic_sentiment", "SENTIMENT_FEATURES"} & shared
+
+
+# --- dl4nlp.data.corpus: the stories the BERT chapter pre-trains on -----------------------
+
+
+def test_story_corpus_is_deterministic_and_shaped():
+    from dl4nlp.data.corpus import SENTENCES_PER_STORY, make_story_corpus
+
+    first = make_story_corpus(30, torch.Generator().manual_seed(0))
+    assert first == make_story_corpus(30, torch.Generator().manual_seed(0))
+    assert first != make_story_corpus(30, torch.Generator().manual_seed(1))
+    assert len(first) == 30 and all(len(story) == SENTENCES_PER_STORY for story in first)
+    assert all(sentence == sentence.lower() and sentence.endswith(" .") for story in first for sentence in story)
+    assert make_story_corpus(0) == []
+    with pytest.raises(ValueError, match="num_documents"):
+        make_story_corpus(-1)
+
+
+def test_story_sentences_follow_their_script_and_keep_their_details():
+    """Sentence order is learnable (each story is its script's sentences in order) and words are predictable
+    (the person's name returns in the story, with the pronoun that goes with it)."""
+    from dl4nlp.data.corpus import PEOPLE, SCRIPTS, make_story_corpus
+
+    pronoun_of = dict(PEOPLE)
+    for story in make_story_corpus(60, torch.Generator().manual_seed(3)):
+        fixed_words = [[word for word in template.split() if not word.startswith("{")]
+                       for template in next(t for t in SCRIPTS.values() if _fits(story[0], t[0]))]
+        for sentence, words in zip(story, fixed_words):
+            assert all(word in sentence.split() for word in words), (sentence, words)
+        names = [word for sentence in story for word in sentence.split() if word in pronoun_of]
+        assert names and len(set(names)) == 1, story
+        pronouns = {word for sentence in story for word in sentence.split() if word in ("he", "she")}
+        assert pronouns <= {pronoun_of[names[0]]}, story
+
+
+def _fits(sentence: str, template: str) -> bool:
+    """Whether a sentence has the fixed words of a template at the same places."""
+    import re
+
+    pattern = re.escape(template)
+    pattern = re.sub(r"\\\{\w+\\\}", r"[a-z ]+", pattern)
+    return re.fullmatch(pattern, sentence) is not None
+
+
+def test_story_wordpiece_tokenizer_follows_berts_conventions():
+    from dl4nlp.bert import encode_pairs, make_nsp_pairs
+    from dl4nlp.data.corpus import SPECIAL_TOKENS, make_story_corpus, story_wordpiece_tokenizer
+
+    stories = make_story_corpus(40, torch.Generator().manual_seed(0))
+    texts = [sentence for story in stories for sentence in story]
+    tokenizer = story_wordpiece_tokenizer(texts)
+    assert tokenizer.get_vocab() == story_wordpiece_tokenizer(texts).get_vocab()  # the same on every run
+    assert tokenizer.convert_ids_to_tokens(list(range(len(SPECIAL_TOKENS)))) == SPECIAL_TOKENS
+    assert (tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id) == (0, 2, 3)
+    assert tokenizer.tokenize(texts[0]) == texts[0].split()  # every word of the corpus is one token
+    assert "violin" in tokenizer.vocab and "violins" not in tokenizer.vocab
+    assert tokenizer.tokenize("The VIOLINS") == ["the", "violin", "##s"]  # the longest piece first, then "##"
+    encoded = tokenizer("a b", "c")
+    assert tokenizer.convert_ids_to_tokens(encoded["input_ids"]) == ["[CLS]", "a", "b", "[SEP]", "c", "[SEP]"]
+    assert encoded["token_type_ids"] == [0, 0, 0, 0, 1, 1]
+    batch = encode_pairs(tokenizer, make_nsp_pairs(stories, torch.Generator().manual_seed(0)))
+    assert int(batch["input_ids"].max()) < len(tokenizer)
+    small = story_wordpiece_tokenizer(texts, vocab_size=len(tokenizer) - 5)
+    assert len(small) == len(tokenizer) - 5
+    rarest = [word for word in tokenizer.vocab if word not in small.vocab]
+    assert rarest and all(len(small.tokenize(word)) == len(word) for word in rarest)  # split into characters
+    with pytest.raises(ValueError, match="vocab_size"):
+        story_wordpiece_tokenizer(texts, vocab_size=10)
+    with pytest.raises(ValueError, match="texts"):
+        story_wordpiece_tokenizer("one string")
