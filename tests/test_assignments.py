@@ -225,6 +225,26 @@ ONE_LINERS = {
                 return nn.TransformerEncoderLayer(x.shape[-1], 1, batch_first=True)(x)
             """,
     },
+    "bert": {
+        "mask_tokens": """\
+            def mask_tokens(input_ids, mask_token_id, vocab_size, special_tokens_mask=None, mlm_probability=0.15,
+                            generator=None):
+                from transformers import DataCollatorForLanguageModeling
+                collator = DataCollatorForLanguageModeling(None, mlm_probability=mlm_probability)
+                return collator.torch_mask_tokens(input_ids.clone(), special_tokens_mask)
+            """,
+        "mlm_loss": """\
+            def mlm_loss(mlm_logits, labels):
+                return F.cross_entropy(mlm_logits.flatten(0, 1), labels.flatten())
+            """,
+        "bert_layer": """\
+            from dl4nlp.transformer import post_norm_block
+
+            def bert_layer(x, attention_mask, attention, feedforward, norm1, norm2, dropout):
+                mask = None if attention_mask is None else attention_mask == 0
+                return post_norm_block(x, lambda h: attention(h, h, h, mask)[0], feedforward, norm1, norm2, dropout)
+            """,
+    },
 }
 
 

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from dl4nlp.attention import MultiHeadAttention
 from dl4nlp.bert import (BertConfig, BertForPreTraining, BertModel, SentencePair, bert_embeddings, bert_layer,
                          compare_layers, encode_pair, encode_pairs, huggingface_names, make_nsp_pairs, mask_tokens,
-                         mlm_head, pretraining_losses)
+                         mlm_head, mlm_loss, pretraining_losses)
 from dl4nlp.transformer import feedforward
 
 ATOL = 1e-5
@@ -523,3 +523,40 @@ def test_encoded_pairs_train_bert_for_pretraining(minilm):
     output = model(inputs, batch["token_type_ids"], batch["attention_mask"], labels, batch["next_sentence_label"])
     assert output.loss.isfinite() and close(output.loss, output.mlm_loss + output.nsp_loss)
     assert output.mlm_logits.shape == (len(pairs), inputs.shape[1], 30522)
+
+
+# --- the MLM loss -------------------------------------------------------------------------------------
+
+
+@settings(max_examples=15, deadline=None)
+@given(batch=st.integers(1, 3), time=st.integers(1, 6), vocab=st.integers(2, 9), seed=st.integers(0, 2 ** 16))
+def test_mlm_loss_is_cross_entropy_over_the_selected_tokens(batch, time, vocab, seed):
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(batch, time, vocab, generator=generator, dtype=torch.float64) * 3
+    labels = torch.randint(vocab, (batch, time), generator=generator)
+    labels[torch.rand(batch, time, generator=generator) < 0.5] = -100
+    labels[0, 0] = int(torch.randint(vocab, (1,), generator=generator))  # at least one selected token
+    expected = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+    ours, theirs = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
+    loss = mlm_loss(ours, labels)
+    assert close(loss, expected, atol=1e-12)
+    assert close(gradients(loss, [ours]), gradients(
+        F.cross_entropy(theirs.flatten(0, 1), labels.flatten(), ignore_index=-100), [theirs]), atol=1e-12)
+
+
+def test_mlm_loss_of_no_selected_token_is_nan_and_bad_labels_are_named():
+    assert torch.isnan(mlm_loss(torch.randn(2, 3, 5), torch.full((2, 3), -100)))
+    with pytest.raises(ValueError, match=r"mlm_loss: labels should be ids in \[0, 5\) at selected tokens and -100 "
+                                         r"elsewhere, got 7"):
+        mlm_loss(torch.randn(2, 3, 5), torch.tensor([[7, -100, -100], [1, 2, 3]]))
+    with pytest.raises(ValueError, match=r"mlm_loss: labels should hold integer ids \(torch.long\)"):
+        mlm_loss(torch.randn(2, 3, 5), torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"mlm_loss: labels should have shape \(B, T\) = \(2, 3\)"):
+        mlm_loss(torch.randn(2, 3, 5), torch.zeros(3, 2, dtype=torch.long))
+
+
+def test_nsp_documents_must_be_lists_of_sentences():
+    for wrong in ("a text", [["a", 1]], [("a", "b"), "c"], 3):
+        with pytest.raises(TypeError, match=r"make_nsp_pairs: documents should be a list of documents, each a list "
+                                            r"of sentences \(strings\)"):
+            make_nsp_pairs(wrong)
