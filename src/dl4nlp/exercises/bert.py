@@ -11,8 +11,8 @@ their outputs are checked for the properties every right output has (`Part.check
 `mask_tokens`: labels -100 exactly where a token was not selected and the original id where
 it was; special tokens never selected; unselected inputs untouched; and, over thousands of
 tokens per case, the selection rate and the 80/10/10 split of the selected tokens within
-five standard deviations of what they should be (a right answer fails one case in about a
-million). For `make_nsp_pairs`: one pair per sentence that has a successor, in document
+five standard deviations of what they should be (each of the twelve rates falls outside with a
+chance of 6e-7: a right answer fails about one grading in 100,000). For `make_nsp_pairs`: one pair per sentence that has a successor, in document
 order; label 0 pairs with the true successor; label 1 pairs with a sentence of another
 document that is neither `a` nor its successor; and about half of the pairs random (within
 five standard deviations of a fair coin per pair, which allows drawing each pair's fate

@@ -150,7 +150,7 @@ def rules_cell_source(part: Part) -> str:
             + ("The grader calls your function on its own cases. Its draws are random, so its outputs are not "
                "compared with the reference's: the grader checks the properties every right output has, and "
                "counts how often each outcome occurs, which must lie within five standard deviations of the "
-               "expected rate (a right answer fails about once in a million)." if part.check is not None else
+               "expected rate (a right answer fails about once in 100,000 gradings)." if part.check is not None else
                "The grader calls your function on its own cases and compares the outputs, and their gradients "
                "with respect to every input, with the reference implementation." if part.gradients else
                "The grader calls your function on its own cases and compares its outputs (gradients themselves) "
