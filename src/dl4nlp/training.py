@@ -32,7 +32,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -144,20 +146,36 @@ def tagging_loss(model: nn.Module, batch: Batch) -> Tensor:
 
 
 def training_step(model: nn.Module, batch: Batch, loss_fn: LossFunction, optimizer: torch.optim.Optimizer, *,
-                  clip: float | None = 1.0) -> float:
+                  clip: float | None = 1.0, scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                  scaler: torch.amp.GradScaler | None = None) -> float:
     """One optimizer step on one batch: forget old gradients, compute the loss, backpropagate,
-    scale the gradients down so their joint norm is at most `clip`, step.
+    scale the gradients down so their joint norm is at most `clip`, step, and step the
+    learning-rate schedule (once per batch, as warmup schedules count steps).
 
     Args: model; batch, on the model's device; loss_fn(model, batch) -> scalar loss; optimizer over
-      the model's parameters; clip, the largest gradient norm (None: no clipping).
+      the model's parameters; clip, the largest gradient norm (None: no clipping); scheduler, e.g.
+      `dl4nlp.finetune.warmup_schedule`, or None; scaler, a torch.amp.GradScaler for mixed precision
+      on a GPU (the loss is then computed under autocast in float16), or None.
     Returns: the loss before the step, as a float.
     """
     optimizer.zero_grad()
-    loss = loss_fn(model, batch)
-    loss.backward()
+    if scaler is None:
+        loss = loss_fn(model, batch)
+        loss.backward()
+    else:
+        with torch.autocast(batch[0].device.type, dtype=torch.float16):
+            loss = loss_fn(model, batch)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # true gradients, for the clip
     if clip is not None:
-        nn.utils.clip_grad_norm_(model.parameters(), clip)
-    optimizer.step()
+        nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], clip)
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)  # skipped if the float16 gradients overflowed
+        scaler.update()
+    if scheduler is not None:
+        scheduler.step()
     return loss.item()
 
 
@@ -179,7 +197,9 @@ class FitRecord:
 def fit(model: nn.Module, train_loader: Iterable[Batch], loss_fn: LossFunction, *, epochs: int,
         optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-3,
         validate: Callable[[nn.Module], float] | None = None, clip: float | None = 1.0,
-        device: torch.device | str | None = None, progress: bool = True) -> list[FitRecord]:
+        device: torch.device | str | None = None, progress: bool = True,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, mixed_precision: bool = False,
+        checkpoint: str | Path | None = None, keep_best: bool = False, seed: int | None = None) -> list[FitRecord]:
     """Train a model for some epochs: `training_step` on every batch, then `validate`.
 
     The model is moved to `device` and trained in place, in train mode; every batch is
@@ -188,27 +208,43 @@ def fit(model: nn.Module, train_loader: Iterable[Batch], loss_fn: LossFunction, 
     Args: model; train_loader yields batches, tuples of tensors; loss_fn(model, batch) -> loss,
       e.g. `classification_loss`; epochs, passes over train_loader; optimizer over the model's
       parameters, by default Adam with learning rate `lr`; validate(model) -> a number measured
-      after every epoch (e.g. accuracy on held-out data), or None; clip, the largest gradient
-      norm (None: no clipping); device, by default `dl4nlp.runtime.get_device()`; progress,
-      show a tqdm bar over epochs.
-    Returns: one FitRecord per epoch.
-    Raises: ValueError if epochs < 0 or the loader is empty; FloatingPointError if the loss
-      stops being a finite number.
+      after every epoch, higher is better (e.g. accuracy on held-out data), or None; clip, the largest
+      gradient norm (None: no clipping); device, by default `dl4nlp.runtime.get_device()`; progress,
+      show a tqdm bar over epochs;
+      scheduler, stepped after every optimizer step (e.g. linear warmup and decay), or None;
+      mixed_precision, compute the loss in float16 with a gradient scaler on a CUDA device (ignored on
+      the CPU);
+      checkpoint, a file: after every epoch the whole training state (model, optimizer, scheduler,
+      scaler, records, best weights, random state and the loader's shuffling) is written to it, and a run
+      that finds it resumes
+      after its last epoch, so a Colab session that disconnects loses at most one epoch;
+      keep_best, with `validate`: load the weights of the epoch with the highest validation at the end;
+      seed, seeds torch's global random numbers (dropout) before training, or None.
+    Returns: one FitRecord per epoch (those of a resumed run included).
+    Raises: ValueError if epochs < 0, the loader is empty, or the checkpoint belongs to another model;
+      FloatingPointError if the loss stops being a finite number.
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if seed is not None:
+        torch.manual_seed(seed)
     device = get_device() if device is None else torch.device(device)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr) if optimizer is None else optimizer
+    scaler = torch.amp.GradScaler("cuda") if mixed_precision and device.type == "cuda" else None
     records: list[FitRecord] = []
-    bar = tqdm(range(1, epochs + 1), desc="epochs", disable=not progress)
+    best: tuple[float, dict[str, Tensor]] | None = None  # (validation, weights on the CPU)
+    if checkpoint is not None and Path(checkpoint).is_file():
+        records, best = _resume(Path(checkpoint), model, optimizer, scheduler, scaler, train_loader)
+    bar = tqdm(range(len(records) + 1, epochs + 1), desc="epochs", disable=not progress)
     for epoch in bar:
         start = time.perf_counter()
         model.train()
         loss_sum, total = 0.0, 0
         for batch in train_loader:
             batch = tuple(tensor.to(device) for tensor in batch)
-            loss_sum += training_step(model, batch, loss_fn, optimizer, clip=clip) * len(batch[0])
+            loss = training_step(model, batch, loss_fn, optimizer, clip=clip, scheduler=scheduler, scaler=scaler)
+            loss_sum += loss * len(batch[0])
             total += len(batch[0])
         if total == 0:
             raise ValueError("fit: the training loader yielded no examples")
@@ -216,10 +252,61 @@ def fit(model: nn.Module, train_loader: Iterable[Batch], loss_fn: LossFunction, 
             raise FloatingPointError(f"the training loss became {loss_sum / total} in epoch {epoch}; try a smaller "
                                      f"learning rate (lr={optimizer.param_groups[0]['lr']})")
         validation = validate(model) if validate is not None else None
+        if keep_best and validation is not None and (best is None or validation > best[0]):
+            best = (validation, {name: value.detach().to("cpu", copy=True) for name, value in model.state_dict().items()})
         records.append(FitRecord(epoch, loss_sum / total, validation, time.perf_counter() - start))
+        if checkpoint is not None:
+            _save_checkpoint(Path(checkpoint), model, optimizer, scheduler, scaler, records, best, train_loader)
         bar.set_postfix(loss=f"{loss_sum / total:.3f}",
                         **({} if validation is None else {"validation": f"{validation:.3f}"}))
+    if keep_best and best is not None:
+        model.load_state_dict(best[1])
     return records
+
+
+def _loader_generator(loader: Any) -> torch.Generator | None:
+    """The generator a DataLoader shuffles with (its order of examples in the next epoch), if it has one."""
+    generator = getattr(loader, "generator", None)
+    return generator if isinstance(generator, torch.Generator) else None
+
+
+def _save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                     scaler: Any, records: list[FitRecord], best: tuple[float, dict[str, Tensor]] | None,
+                     loader: Any) -> None:
+    """The training state, written to a new file that then replaces `path` (a crash never leaves half a file)."""
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": None if scheduler is None else scheduler.state_dict(),
+             "scaler": None if scaler is None else scaler.state_dict(),
+             "records": [asdict(record) for record in records], "best": best,
+             "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+             "loader_rng": None if _loader_generator(loader) is None else _loader_generator(loader).get_state()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    partial.replace(path)
+
+
+def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+            scaler: Any, loader: Any) -> tuple[list[FitRecord], tuple[float, dict[str, Tensor]] | None]:
+    """Load a checkpoint of `fit` into the model, optimizer, scheduler and scaler; its records and best weights."""
+    state = torch.load(path, map_location="cpu", weights_only=False)  # a file this process's fit wrote
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise ValueError(f"fit: the checkpoint {path} belongs to another model or optimizer ({error}); delete it "
+                         f"or pass another checkpoint path to train afresh") from None
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state["scaler"] is not None:
+        scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    if state.get("loader_rng") is not None and _loader_generator(loader) is not None:
+        _loader_generator(loader).set_state(state["loader_rng"])  # the next epoch's order, as if never stopped
+    print(f"fit: resumed from {path} after epoch {len(state['records'])}")
+    return [FitRecord(**record) for record in state["records"]], state["best"]
 
 
 def train_classifier(model: nn.Module, train_loader: Iterable[Batch], validation_loader: Iterable[Batch], *,
