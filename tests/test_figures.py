@@ -46,6 +46,12 @@ EXPECTED_LABELS = {
     "cnn.feature_map_figure": ["window (step)", "feature map", "y_{5}", "(7 − 3) // 1 + 1 = 5", "film",
                                "every word is seen"],
     "cnn.pooling_figure": ["feature map", "max", "average", "over time", "windows of 2", "2.1", "0.78"],
+    "bert.bidirectional_context_figure": ["left-to-right", "GPT", "masked LM", "BERT", "[MASK]", "predict",
+                                          "not yet read", "x_{6}"],
+    "bert.input_representation_figure": ["Input", "Token", "Segment", "Position", "[CLS]", "[SEP]", "##ing",
+                                         "E_A", "E_B", "E_{10}", "LayerNorm", "sentence B"],
+    "bert.pretraining_tasks_figure": ["NSP", "IsNext / NotNext", "Mask LM", "[MASK]", "cute", "[CLS]", "sentence A",
+                                      "bidirectional", "no loss"],
     "cnn.text_cnn_figure": ["sentence", "K = 2", "K = 3", "max over time", "pooled vector", "linear", "softmax",
                             "P(positive)"],
 }
@@ -201,6 +207,37 @@ def test_feature_map_figure_draws_the_windows_of_conv1d(kernel_size: int, stride
                     else "every word is seen by some window")
     with pytest.raises(ValueError, match="windows but"):
         feature_map_figure(words, kernel_size, stride, [0.0] * (len(features) + 1))
+
+
+@pytest.mark.parametrize("a, b", [(["my", "dog", "is", "cute"], ["he", "likes", "play", "##ing"]), (["hi"], ["you"]),
+                                  (["a", "b", "c", "d"], [])])
+def test_input_representation_figure_draws_the_segments_of_encode_pair(a, b) -> None:
+    """Segment A up to the first [SEP] and B after it, as `encode_pair`'s token_type_ids; one position each."""
+    from dl4nlp.bert import encode_pair
+    from dl4nlp.figures.bert import input_representation_figure
+
+    vocabulary = {token: i for i, token in enumerate(["[CLS]", "[SEP]", *a, *b])}
+    input_ids, token_type_ids = encode_pair([vocabulary[t] for t in a], [vocabulary[t] for t in b],
+                                            vocabulary["[CLS]"], vocabulary["[SEP]"])
+    tokens = ["[CLS]", *a, "[SEP]", *b, "[SEP]"]
+    texts = _texts(input_representation_figure(tokens))
+    assert [text for text in texts if text in ("$E_A$", "$E_B$")] == ["$E_A$" if s == 0 else "$E_B$"
+                                                                        for s in token_type_ids]
+    assert [text for text in texts if re.fullmatch(r"\$E_\{\d+\}\$", text)] == \
+        [f"$E_{{{t}}}$" for t in range(len(input_ids))]
+    with pytest.raises(ValueError, match="between 3 and 12"):
+        input_representation_figure(["[CLS]"] * 13)
+
+
+def test_pretraining_tasks_figure_predicts_at_every_mask() -> None:
+    from dl4nlp.figures.bert import pretraining_tasks_figure
+
+    tokens = ["[CLS]", "[MASK]", "dog", "[SEP]", "it", "[MASK]", "[MASK]", "[SEP]"]
+    texts = _texts(pretraining_tasks_figure(tokens, ["the", "barks", "loud"]))
+    assert [text for text in texts if text.startswith("Mask LM")] == ["Mask LM\n“the”", "Mask LM\n“barks”",
+                                                                       "Mask LM\n“loud”"]
+    with pytest.raises(ValueError, match="3 \\[MASK\\] tokens but 2 originals"):
+        pretraining_tasks_figure(tokens, ["the", "barks"])
 
 
 # --- figure cells of the book's pages ---------------------------------------------------
