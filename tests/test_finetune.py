@@ -203,3 +203,19 @@ def test_fit_keeps_the_best_epoch(tmp_path):
     model, records = _training_run(tmp_path, 3, keep_best=True, validate=validate)
     assert [r.validation for r in records] == [0.5, 0.9, 0.7]
     assert all(torch.equal(value, snapshots[1][name]) for name, value in model.state_dict().items())
+
+
+def test_encode_dataset_takes_dataset_columns_and_checks_lengths():
+    from dl4nlp.data.corpus import story_wordpiece_tokenizer
+    from dl4nlp.data.sarcasm import make_synthetic_sarcasm
+    from dl4nlp.finetune import encode_dataset
+
+    split = make_synthetic_sarcasm(6, 0, 0)["train"]
+    tokenizer = story_wordpiece_tokenizer(split["sentence"][:])
+    encoded = encode_dataset(tokenizer, split["sentence"], split["label"], max_length=12)
+    input_ids, attention_mask, labels = encoded.tensors
+    assert input_ids.shape == attention_mask.shape and input_ids.shape[0] == 6 and input_ids.shape[1] <= 12
+    assert (input_ids[:, 0] == tokenizer.cls_token_id).all()
+    assert labels.tolist() == split["label"][:]
+    with pytest.raises(ValueError, match="as many labels as sentences"):
+        encode_dataset(tokenizer, split["sentence"], [0, 1])

@@ -228,11 +228,11 @@ def test_label_names_in_a_large_string_column_convert(tmp_path: Path, hf_cache: 
     import datasets
     import pyarrow as pa
 
-    from dl4nlp.data.sentiment import _to_sst2_schema
+    from dl4nlp.data.sentiment import to_classification_schema
 
     table = pa.table({"sentence": pa.array(["Not bad.", "Bad.", "Fine."], pa.large_string()),
                       "label": pa.array(["positive", "negative", "positive"], pa.large_string())})
-    split = _to_sst2_schema(datasets.Dataset(table), "train")
+    split = to_classification_schema(datasets.Dataset(table), "train")
     assert split.features == SENTIMENT_FEATURES and split["label"][:] == [1, 0, 1]
 
 
@@ -252,8 +252,8 @@ def test_load_sentiment_names_missing_columns(tmp_path: Path, hf_cache: Path) ->
     folder = tmp_path / "imdb-like"
     folder.mkdir()
     for split in ("train", "validation"):
-        pd.DataFrame({"text": ["good", "bad"], "label": [1, 0]}).to_csv(folder / f"{split}.csv", index=False)
-    with pytest.raises(ValueError, match=r"'train' split has no column 'sentence'.*\['text', 'label'\]"):
+        pd.DataFrame({"review": ["good", "bad"], "label": [1, 0]}).to_csv(folder / f"{split}.csv", index=False)
+    with pytest.raises(ValueError, match=r"'train' split has no column 'sentence'.*\['review', 'label'\]"):
         load_sentiment(str(folder))
 
 

@@ -345,10 +345,14 @@ def evaluate(model: nn.Module, loader: Iterable[tuple[Tensor, ...]], num_labels:
     return classification_metrics(predictions, labels, num_labels, positive)
 
 
-def encode_dataset(tokenizer: Any, sentences: list[str], labels: list[int], max_length: int = 128
+def encode_dataset(tokenizer: Any, sentences: Iterable[str], labels: Iterable[int], max_length: int = 128
                    ) -> torch.utils.data.TensorDataset:
     """(input_ids, attention_mask, labels) for a classifier: sentences tokenized with [CLS] ... [SEP], padded
-    to the longest (at most max_length tokens)."""
+    to the longest (at most max_length tokens). sentences and labels: lists, or columns of a datasets.Dataset."""
+    sentences, labels = list(sentences), list(labels)
+    if len(sentences) != len(labels) or not sentences:
+        raise ValueError(f"encode_dataset: give as many labels as sentences, at least one (got {len(sentences)} "
+                         f"sentences and {len(labels)} labels)")
     encoded = tokenizer(sentences, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     return torch.utils.data.TensorDataset(encoded["input_ids"], encoded["attention_mask"], torch.tensor(labels))
 

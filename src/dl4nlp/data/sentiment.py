@@ -241,27 +241,33 @@ def default_source() -> str:
     return SST2_HUB_ID if in_colab() and not smoke_mode() else "synthetic"
 
 
-def _to_sst2_schema(split: datasets.Dataset, name: str) -> datasets.Dataset:
-    """Check one split's columns and labels and cast it to idx / sentence / label."""
+def to_classification_schema(split: datasets.Dataset, name: str, label_names: tuple[str, ...] = LABEL_NAMES,
+                             features: datasets.Features = SENTIMENT_FEATURES) -> datasets.Dataset:
+    """Check one split's columns and labels and cast it to idx / sentence / label (`features`): the one schema
+    of every sentence-classification data set of the course (sentiment, sarcasm). A column "text" is taken as
+    "sentence"; labels are numbers 0, 1, ... (-1 unlabelled) or the names `label_names`."""
+    if "sentence" not in split.column_names and "text" in split.column_names:
+        split = split.rename_column("text", "sentence")
+    meaning = ", ".join(f"{number} {label}" for number, label in enumerate(label_names))
     missing = [column for column in ("sentence", "label") if column not in split.column_names]
     if missing:
-        raise ValueError(f"the {name!r} split has no column {' or '.join(repr(c) for c in missing)}; a sentiment "
-                         f"data set needs 'sentence' (text) and 'label' (0 negative, 1 positive, -1 unlabelled). "
+        raise ValueError(f"the {name!r} split has no column {' or '.join(repr(c) for c in missing)}; a data set "
+                         f"of sentences needs 'sentence' (text) and 'label' ({meaning}, -1 unlabelled). "
                          f"It has the columns {split.column_names}: rename them to fit.")
     if "idx" not in split.column_names:
         split = split.add_column("idx", list(range(len(split))))
     split = split.select_columns(["idx", "sentence", "label"])
-    if split.features == SENTIMENT_FEATURES:
+    if split.features == features:
         return split
     named = split.features["label"].dtype in ("string", "large_string")
-    bad = sorted(set(split["label"]) - (set(LABEL_NAMES) if named else {-1, 0, 1}))
+    bad = sorted(set(split["label"]) - (set(label_names) if named else {-1, *range(len(label_names))}))
     if bad:
-        raise ValueError(f"the {name!r} split has labels {bad[:5]}; expected 0 (negative), 1 (positive), "
-                         f"-1 (unlabelled) or the names {list(LABEL_NAMES)}")
+        raise ValueError(f"the {name!r} split has labels {bad[:5]}; expected {meaning}, -1 (unlabelled) or the "
+                         f"names {list(label_names)}")
     if named:  # names to numbers here: datasets 4.0 cannot cast a large_string column (pandas 3's CSVs) to labels
-        split = split.map(lambda batch: {"label": [LABEL_NAMES.index(label) for label in batch["label"]]},
+        split = split.map(lambda batch: {"label": [label_names.index(label) for label in batch["label"]]},
                           batched=True, features=datasets.Features({**split.features, "label": datasets.Value("int64")}))
-    return split.cast(SENTIMENT_FEATURES)
+    return split.cast(features)
 
 
 def load_sentiment(source: str | None = None, *, seed: int = 0) -> datasets.DatasetDict:
@@ -293,4 +299,4 @@ def load_sentiment(source: str | None = None, *, seed: int = 0) -> datasets.Data
         held_out = loaded["train"].train_test_split(test_size=0.1, seed=seed)
         loaded = datasets.DatasetDict({**loaded, "train": held_out["train"], "validation": held_out["test"]})
     names = [name for name in ("train", "validation", "test") if name in loaded]
-    return datasets.DatasetDict({name: _to_sst2_schema(loaded[name], name) for name in names})
+    return datasets.DatasetDict({name: to_classification_schema(loaded[name], name) for name in names})
