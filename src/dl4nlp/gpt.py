@@ -82,7 +82,8 @@ class GPTConfig:
                 raise ValueError(f"GPTConfig: {name} must be a positive integer, got {value!r}")
         if self.n_inner is not None and (isinstance(self.n_inner, bool) or not isinstance(self.n_inner, int)
                                          or self.n_inner < 1):
-            raise ValueError(f"GPTConfig: n_inner must be None (4 * n_embd) or a positive integer, got {self.n_inner!r}")
+            raise ValueError(f"GPTConfig: n_inner must be None (4 * n_embd) or a positive integer, got "
+                             f"{self.n_inner!r}")
         if self.n_embd % self.n_head:
             divisors = [h for h in range(1, self.n_embd + 1) if self.n_embd % h == 0]
             raise ValueError(f"GPTConfig: n_embd={self.n_embd} is not divisible by n_head={self.n_head}; each head "
