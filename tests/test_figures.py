@@ -52,6 +52,13 @@ EXPECTED_LABELS = {
                                          "E_A", "E_B", "E_{10}", "LayerNorm", "sentence B"],
     "bert.pretraining_tasks_figure": ["NSP", "IsNext / NotNext", "Mask LM", "[MASK]", "cute", "[CLS]", "sentence A",
                                       "bidirectional", "no loss"],
+    "gpt.autoregressive_loop_figure": ["step 1", "GPT", "append", "every token so far", "chosen", "store"],
+    "gpt.causal_mask_figure": ["query i", "key j", "j ≤ i", "cached keys (5)", "new", "store"],
+    "gpt.decoder_stack_figure": ["causal self-attention", "LayerNorm", "feedforward", "residual", "× L",
+                                 "LM head", "tied", "E_word[x_t] + E_pos[t]", "softmax", "x_{t+1}"],
+    "gpt.kv_cache_figure": ["without the cache", "with the cache", "step 5", "computed: 20", "computed: 6"],
+    "gpt.decoding_methods_figure": ["greedy", "temperature = 2", "top-k, k = 3", "top-p, p = 0.8", "1 of 8 kept",
+                                    "3 of 8 kept", "store"],
     "cnn.text_cnn_figure": ["sentence", "K = 2", "K = 3", "max over time", "pooled vector", "linear", "softmax",
                             "P(positive)"],
 }
@@ -238,6 +245,49 @@ def test_pretraining_tasks_figure_predicts_at_every_mask() -> None:
                                                                        "Mask LM\n“loud”"]
     with pytest.raises(ValueError, match="3 \\[MASK\\] tokens but 2 originals"):
         pretraining_tasks_figure(tokens, ["the", "barks"])
+
+
+@pytest.mark.parametrize("T, past_length", [(2, 1), (6, 5), (8, 3)])
+def test_causal_mask_figure_draws_decoder_mask(T: int, past_length: int) -> None:
+    """The cells drawn allowed are exactly those `dl4nlp.gpt.decoder_mask` allows, with and without a cache."""
+    from dl4nlp.figures.gpt import causal_mask_figure
+    from dl4nlp.gpt import decoder_mask
+
+    figure = causal_mask_figure([f"w{t}" for t in range(T)], past_length)
+    cells = [patch.get_gid().split("-") for patch in figure.axes[0].patches
+             if (patch.get_gid() or "").startswith("cell-")]
+    whole = {(int(i), int(j)) for _, kind, i, j, state in cells if kind == "whole" and state == "allowed"}
+    assert whole == {tuple(pair) for pair in torch_nonzero(decoder_mask(T))}
+    assert len([cell for cell in cells if cell[1] == "whole"]) == T * T
+    cached = [(int(j), state) for _, kind, _, j, state in cells if kind == "cached"]
+    assert cached == [(j, "allowed" if allowed else "blocked") for j, allowed in
+                      enumerate(decoder_mask(1, past_length)[0].tolist())]
+    with pytest.raises(ValueError, match="past_length must be between 1 and"):
+        causal_mask_figure([f"w{t}" for t in range(T)], T)
+
+
+def test_decoding_methods_figure_keeps_what_the_filters_keep() -> None:
+    """Each panel says how many tokens greedy, temperature, top-k and top-p keep, as `dl4nlp.gpt` computes it."""
+    import torch
+
+    from dl4nlp.figures.gpt import decoding_methods_figure
+    from dl4nlp.gpt import top_k_filter, top_p_filter
+
+    logits = (3.0, 2.5, 0.1, 0.0, -1.0)
+    texts = _texts(decoding_methods_figure(("a", "b", "c", "d", "e"), logits, 0.5, 2, 0.9))
+    row = torch.tensor([logits])
+    kept_p = int(torch.isfinite(top_p_filter(row, 0.9)).sum())
+    kept_k = int(torch.isfinite(top_k_filter(row, 2)).sum())
+    assert [text for text in texts if text.endswith("kept")] == ["1 of 5 kept", "5 of 5 kept", f"{kept_k} of 5 kept",
+                                                                 f"{kept_p} of 5 kept"]
+    with pytest.raises(ValueError, match="one logit each"):
+        decoding_methods_figure(("a", "b", "c"), (1.0, 2.0))
+
+
+def torch_nonzero(mask) -> list[list[int]]:
+    import torch
+
+    return torch.nonzero(mask).tolist()
 
 
 # --- figure cells of the book's pages ---------------------------------------------------

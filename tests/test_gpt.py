@@ -278,3 +278,28 @@ def test_a_weight_that_does_not_fit_names_the_layer_and_both_shapes(pair, monkey
     with pytest.raises(ValueError, match=r"transformer\.h\.1\.mlp\.c_fc\.weight has shape \(50, 24\).*our "
                                          r"h\.1\.mlp\.c_fc\.weight has shape \(96, 24\)"):
         GPT.from_huggingface(broken)
+
+
+# --- the page's experiment: the same model without the causal mask --------------------------------
+
+
+def test_bidirectional_gpt_starts_as_the_gpt_and_sees_the_future():
+    from dl4nlp.gpt import bidirectional_gpt, unmasked_self_attention
+
+    config = GPTConfig.tiny(vocab_size=31, n_layer=1)
+    causal = GPT(config, generator=torch.Generator().manual_seed(3))
+    unmasked = bidirectional_gpt(config, generator=torch.Generator().manual_seed(3))
+    for (name, ours), (_, theirs) in zip(causal.state_dict().items(), unmasked.state_dict().items()):
+        assert torch.equal(ours, theirs), name  # the same first weights
+    input_ids = torch.randint(0, 31, (2, 6), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        # one layer: the last position sees every token in both models; the first sees only itself in the GPT
+        assert close(unmasked(input_ids)[:, -1], causal(input_ids)[:, -1])
+        changed = input_ids.clone()
+        changed[:, -1] = (changed[:, -1] + 1) % 31
+        assert close(causal(changed)[:, 0], causal(input_ids)[:, 0])
+        assert not torch.allclose(unmasked(changed)[:, 0], unmasked(input_ids)[:, 0], atol=1e-4)
+    block = causal.h[0]
+    with pytest.raises(ValueError, match="no key/value cache"):
+        unmasked_self_attention(torch.zeros(1, 2, 64), block.attn.c_attn, block.attn.c_proj, 4,
+                                past=(torch.zeros(1, 4, 1, 16), torch.zeros(1, 4, 1, 16)))

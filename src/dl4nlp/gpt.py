@@ -525,3 +525,45 @@ def count_gpt_parameters(config: GPTConfig) -> int:
     with torch.device("meta"):
         return sum(parameter.numel() for parameter in GPT(config).parameters())
 
+
+
+# --- the experiment of the chapter page: the same model without the causal mask ------------------
+
+
+def unmasked_self_attention(x: Tensor, c_attn: Sublayer, c_proj: Sublayer, num_heads: int,
+                            past: KeyValue | None = None, dropout: Sublayer | None = None) -> tuple[Tensor, KeyValue]:
+    """`causal_self_attention` with no mask: every token attends to every token of the input, the later ones
+    too (BERT's self-attention, with GPT-2's weights). Not a model to use: trained to predict the next token,
+    it reads the answer off the next position, which is there in training and missing when it generates.
+
+    Args: as `causal_self_attention`; past must be None (a token's keys would change with every later token).
+    Returns: y (B, T, D); (keys, values) of the T tokens, each (B, H, T, Dh).
+    """
+    if past is not None:
+        raise ValueError("unmasked_self_attention: a bidirectional model has no key/value cache (every output "
+                         "depends on the later tokens); call it on the whole sequence, use_cache=False")
+    B, T, D = x.shape
+    queries, keys, values = (split_heads(part, num_heads) for part in c_attn(x).split(D, dim=-1))  # (B, H, T, Dh)
+    weights = attention_weights(queries, keys)  # (B, H, T, T): no mask, each row over all T tokens
+    mixed = weighted_sum(dropout(weights) if dropout is not None else weights, values)  # (B, H, T, Dh)
+    return c_proj(merge_heads(mixed)), (keys, values)  # (B, T, D)
+
+
+class UnmaskedGPTAttention(GPTAttention):
+    """GPTAttention's parameters with `unmasked_self_attention`: the bidirectional counterpart of a GPT layer."""
+
+    def forward(self, x: Tensor, past: KeyValue | None = None) -> tuple[Tensor, KeyValue]:
+        return unmasked_self_attention(x, self.c_attn, self.c_proj, self.num_heads, past, self.attn_dropout)
+
+
+def bidirectional_gpt(config: GPTConfig, *, generator: torch.Generator | None = None) -> GPT:
+    """A `GPT` whose self-attention has no causal mask, initialised exactly as GPT(config, generator=generator):
+    the same model, with the same first weights, but every position sees the whole input. Trained with the
+    next-token loss it learns to copy the next input token, so it cannot generate (use use_cache=False).
+    """
+    model = GPT(config, generator=generator)
+    for block in model.h:
+        unmasked = UnmaskedGPTAttention(config)
+        unmasked.load_state_dict(block.attn.state_dict())
+        block.attn = unmasked
+    return model
