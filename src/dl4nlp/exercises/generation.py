@@ -626,8 +626,7 @@ _PRIVATE = ("torch._VF", "torch._C", "torch.ops")
 _TRANSFORMERS = ("transformers",)  # GPT2Attention, GPT2Block, generation utilities, logits processors, ...
 _ATTENTION = ("torch.nn.functional.scaled_dot_product_attention", "torch.nn.functional.multi_head_attention_forward",
               "torch.nn.MultiheadAttention", "torch._native_multi_head_attention",
-              "dl4nlp.attention.multi_head_attention", "dl4nlp.attention.MultiHeadAttention",
-              "dl4nlp.attention.causal_mask")
+              "dl4nlp.attention.multi_head_attention", "dl4nlp.attention.MultiHeadAttention")
 _BLOCKS = ("torch.nn.TransformerEncoderLayer", "torch.nn.TransformerEncoder", "torch.nn.TransformerDecoderLayer",
            "torch.nn.TransformerDecoder", "torch.nn.Transformer", "torch._transformer_encoder_layer_fwd",
            "dl4nlp.transformer.pre_norm_block", "dl4nlp.transformer.post_norm_block")
@@ -673,13 +672,14 @@ ASSIGNMENT = Assignment(
                    "the temperature is applied after the softmax (to the probabilities), not to the logits":
                        temperature_after_softmax}),
         Part("top_k_filter", "dl4nlp.gpt", 1, top_k_cases, forbidden=(*_DECODING, *_PRIVATE),
-             bugs={"k - 1 tokens are kept: the k-th highest score is filtered too (< instead of <=)":
+             bugs={"k - 1 tokens are kept: the k-th highest score is filtered too (keep the scores >= the k-th)":
                        top_k_keeps_k_minus_one,
                    "the k lowest scores are kept instead of the k highest": top_k_keeps_lowest,
                    "filtered scores are set to 0 instead of -inf, so they keep a probability after the softmax":
                        top_k_zero_instead_of_minus_infinity}),
         Part("top_p_filter", "dl4nlp.gpt", 2, top_p_cases, forbidden=(*_DECODING, *_PRIVATE),
-             bugs={"the token that crosses p is dropped: keep a token while the mass ranked above it is below p":
+             bugs={"the token that crosses p is dropped (its own probability counted): keep a token while the mass ranked "
+                   "above it is below p":
                        top_p_drops_crossing_token,
                    "the mask is applied in sorted order: scatter it back to the vocabulary order":
                        top_p_mask_in_sorted_order,
@@ -692,8 +692,9 @@ ASSIGNMENT = Assignment(
                    "top-p is applied before top-k (transformers' order: temperature, top-k, then top-p)":
                        probabilities_top_p_before_top_k,
                    "the filtered scores are returned: the softmax is missing": probabilities_without_softmax}),
-        Part("next_token", "dl4nlp.gpt", 2, next_token_cases, given={"next_token_probabilities": next_token_probabilities},
-             forbidden=(*_DECODING, *_PRIVATE), check=check_next_token,
+        Part("next_token", "dl4nlp.gpt", 2, next_token_cases,
+             given={"next_token_probabilities": next_token_probabilities}, forbidden=(*_DECODING, *_PRIVATE),
+             check=check_next_token,
              bugs={"greedy decoding draws: with do_sample=False take the most likely token (argmax)":
                        next_token_greedy_by_sampling,
                    "the temperature is applied after the softmax, where it has no effect once the probabilities are "
