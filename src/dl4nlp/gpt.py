@@ -381,7 +381,7 @@ CONV1D_MODULES = ("c_attn", "c_proj", "c_fc")  # Hugging Face's GPT-2 projection
 # --- decoding --------------------------------------------------------------------------------------
 
 
-def _check_logits(function: str, logits: Tensor) -> None:
+def check_logits(function: str, logits: Tensor) -> None:
     check_shapes(function, logits=(logits, "B V"))
     if not logits.is_floating_point():
         raise ValueError(f"{function}: logits should be floating point scores (B, V), got dtype {logits.dtype}")
@@ -395,7 +395,7 @@ def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
     Returns: (B, V).
     Matches: transformers' TemperatureLogitsWarper.
     """
-    _check_logits("apply_temperature", logits)
+    check_logits("apply_temperature", logits)
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
         raise ValueError(f"apply_temperature: temperature must be a number > 0, got {temperature!r} (for greedy "
                          f"decoding use do_sample=False)")
@@ -410,7 +410,7 @@ def top_k_filter(logits: Tensor, k: int) -> Tensor:
     Returns: (B, V).
     Matches: transformers' TopKLogitsWarper(top_k=k).
     """
-    _check_logits("top_k_filter", logits)
+    check_logits("top_k_filter", logits)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"top_k_filter: k must be a positive integer, got {k!r}")
     k = min(k, logits.shape[-1])
@@ -429,7 +429,7 @@ def top_p_filter(logits: Tensor, p: float) -> Tensor:
     Returns: (B, V); the most likely token of each row is always kept.
     Matches: transformers' TopPLogitsWarper(top_p=p).
     """
-    _check_logits("top_p_filter", logits)
+    check_logits("top_p_filter", logits)
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
         raise ValueError(f"top_p_filter: p must be a probability in (0, 1], got {p!r}")
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
@@ -458,7 +458,7 @@ def next_token_probabilities(logits: Tensor, temperature: float = 1.0, top_k: in
     return torch.softmax(logits, dim=-1)  # (B, V)
 
 
-def next_token(logits: Tensor, *, do_sample: bool = False, temperature: float = 1.0, top_k: int | None = None,
+def next_token(logits: Tensor, do_sample: bool = False, temperature: float = 1.0, top_k: int | None = None,
                top_p: float | None = None, generator: torch.Generator | None = None) -> Tensor:
     """Choose the next token of each sequence: the most likely one (greedy), or a draw from
     `next_token_probabilities`.
@@ -467,7 +467,7 @@ def next_token(logits: Tensor, *, do_sample: bool = False, temperature: float = 
       greedy); generator, the random source of the draws (the same generator state gives the same tokens).
     Returns: token ids (B,).
     """
-    _check_logits("next_token", logits)
+    check_logits("next_token", logits)
     if not do_sample:
         return logits.argmax(dim=-1)  # (B,)
     probabilities = next_token_probabilities(logits.float(), temperature, top_k, top_p)  # (B, V)
@@ -477,7 +477,7 @@ def next_token(logits: Tensor, *, do_sample: bool = False, temperature: float = 
 
 
 @torch.no_grad()
-def generate(model: GPT, input_ids: Tensor, max_new_tokens: int, *, do_sample: bool = False,
+def generate(model: GPT, input_ids: Tensor, max_new_tokens: int, do_sample: bool = False,
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
              generator: torch.Generator | None = None, use_cache: bool = True) -> Tensor:
     """Autoregressive generation: append one token at a time, each chosen from the model's scores for the next
