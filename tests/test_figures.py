@@ -59,6 +59,13 @@ EXPECTED_LABELS = {
     "gpt.kv_cache_figure": ["without the cache", "with the cache", "step 5", "computed: 20", "computed: 6"],
     "gpt.decoding_methods_figure": ["greedy", "temperature = 2", "top-k, k = 3", "top-p, p = 0.8", "1 of 8 kept",
                                     "3 of 8 kept", "store"],
+    "finetune.paradigm_figure": ["pretrain", "add a task head", "finetune", "masked LM", "linear D → 2", "layer 6",
+                                 "embeddings", "frozen", "trained", "labelled examples", "unlabelled text"],
+    "finetune.sarcasm_classifier_figure": ["[CLS]", "parking", "pretrained encoder", "h_{0}", "mean", "task head",
+                                           "P(sarcastic)"],
+    "finetune.data_efficiency_figure": ["labelled training examples", "accuracy", "pretrained", "from scratch",
+                                        "guessing", "mean ± sd", "256"],
+    "finetune.confusion_matrix_figure": ["predicted class", "true class", "TP", "FN", "sarcastic", "accuracy"],
     "cnn.text_cnn_figure": ["sentence", "K = 2", "K = 3", "max over time", "pooled vector", "linear", "softmax",
                             "P(positive)"],
 }
@@ -288,6 +295,50 @@ def torch_nonzero(mask) -> list[list[int]]:
     import torch
 
     return torch.nonzero(mask).tolist()
+
+
+@pytest.mark.parametrize("trainable_layers, frozen", [(0, 7), (2, 5), (6, 1), (None, 0)])
+def test_paradigm_figure_greys_what_freeze_freezes(trainable_layers, frozen) -> None:
+    """Panel 3 colours the embeddings and the bottom L - k layers as frozen, as `freeze(model, k)` does."""
+    from matplotlib.patches import FancyBboxPatch
+
+    from dl4nlp.figures import COLORS
+    from dl4nlp.figures.finetune import paradigm_figure
+
+    figure = paradigm_figure(6, trainable_layers)
+    grey = COLORS["norm"][1].lower()
+    boxes = [p for p in figure.axes[0].patches if isinstance(p, FancyBboxPatch)
+             and matplotlib.colors.to_hex(p.get_edgecolor()) == grey]
+    assert len(boxes) == frozen + 1  # the frozen parts, and the legend's swatch
+    assert f"frozen:\n{frozen} of 7" in _texts(figure)
+    with pytest.raises(ValueError, match="between 0 and 6"):
+        paradigm_figure(6, 7)
+
+
+def test_data_efficiency_figure_labels_the_means() -> None:
+    from dl4nlp.figures.finetune import data_efficiency_figure
+
+    texts = _texts(data_efficiency_figure([8, 32], [[0.6, 0.7, 0.8], [0.9, 0.9, 0.93]], [[0.5, 0.5, 0.53], [0.6, 0.62, 0.61]]))
+    assert {"0.70", "0.91", "0.51", "0.61"} <= set(texts)
+    assert "data efficiency: mean ± sd over 3 seeds" in texts
+    with pytest.raises(ValueError, match="one list of values per size"):
+        data_efficiency_figure([8, 32], [[0.6]], [[0.5], [0.6]])
+
+
+def test_confusion_matrix_figure_puts_true_classes_in_rows() -> None:
+    """Row = true class, column = predicted, as `classification_metrics`: FN is a sarcastic sentence missed."""
+    import torch
+
+    from dl4nlp.figures.finetune import confusion_matrix_figure
+    from dl4nlp.finetune import classification_metrics
+
+    confusion = classification_metrics(torch.tensor([0, 0, 1, 0, 1, 1, 1]), torch.tensor([0, 1, 1, 1, 1, 0, 1])).confusion
+    texts = _texts(confusion_matrix_figure(confusion.tolist()))
+    assert "TN\n1\n50% of row" in texts and "FP\n1\n50% of row" in texts
+    assert "FN\n2\n40% of row" in texts and "TP\n3\n60% of row" in texts
+    assert "7 examples, accuracy 57.1%" in texts
+    with pytest.raises(ValueError, match="3 classes but 2 labels"):
+        confusion_matrix_figure([[1, 0, 0], [0, 1, 0], [0, 0, 1]])
 
 
 # --- figure cells of the book's pages ---------------------------------------------------
