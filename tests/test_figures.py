@@ -66,6 +66,14 @@ EXPECTED_LABELS = {
     "finetune.data_efficiency_figure": ["labelled training examples", "accuracy", "pretrained", "from scratch",
                                         "guessing", "mean ± sd", "256"],
     "finetune.confusion_matrix_figure": ["predicted class", "true class", "TP", "FN", "sarcastic", "accuracy"],
+    "prompting.prompting_pipeline_figure": ["input x", "template", "[X]", "[Z]", "prompt:", "language model",
+                                            "answer space", "verbalizer", "prediction", "positive"],
+    "prompting.few_shot_prompt_figure": ["k = 2 demonstrations", "instruction", "demonstration 1", "query",
+                                         "label word", "NOT SARCASTIC", "Label: ___"],
+    "prompting.chain_rule_scoring_figure": ["prompt", "label word “five stars”", "not scored", "five", "stars",
+                                            "-1.10", "one forward pass"],
+    "prompting.calibration_figure": ["p(y | x)", "p_cf(y)", "N/A", "calibrated", "÷", "0.62",
+                                     "after calibration: negative"],
     "cnn.text_cnn_figure": ["sentence", "K = 2", "K = 3", "max over time", "pooled vector", "linear", "softmax",
                             "P(positive)"],
 }
@@ -289,6 +297,39 @@ def test_decoding_methods_figure_keeps_what_the_filters_keep() -> None:
                                                                  f"{kept_p} of 5 kept"]
     with pytest.raises(ValueError, match="one logit each"):
         decoding_methods_figure(("a", "b", "c"), (1.0, 2.0))
+
+
+@pytest.mark.parametrize("probabilities, content_free", [((0.35, 0.65), (0.25, 0.75)), ((0.5, 0.5), (0.5, 0.5)),
+                                                        ((0.2, 0.3, 0.5), (0.6, 0.3, 0.1))])
+def test_calibration_figure_draws_what_calibrate_computes(probabilities, content_free) -> None:
+    """The right panel's numbers are `dl4nlp.prompting.calibrate`'s, and the prediction named is their argmax."""
+    import torch
+
+    from dl4nlp.figures.prompting import calibration_figure
+    from dl4nlp.prompting import calibrate
+
+    names = ("negative", "positive", "neutral")[:len(probabilities)]
+    texts = _texts(calibration_figure(names, probabilities, content_free))
+    numbers = [text for text in texts if re.fullmatch(r"\d\.\d\d", text)]
+    q = calibrate(torch.tensor([probabilities]), torch.tensor(content_free))[0]
+    assert numbers[-len(names):] == [f"{value:.2f}" for value in q.tolist()]
+    assert texts[-1].endswith(f"after calibration: {names[int(q.argmax())]}")
+    with pytest.raises(ValueError, match="one probability each"):
+        calibration_figure(names, probabilities[:-1], content_free)
+
+
+def test_few_shot_prompt_figure_shows_the_lectures_prompt() -> None:
+    """Each row is a part of `lecture_prompt()`, in its order (long inputs shortened with …)."""
+    from dl4nlp.figures.prompting import few_shot_prompt_figure
+    from dl4nlp.prompting import lecture_prompt
+
+    texts = _texts(few_shot_prompt_figure())
+    rows = [text for text in texts if text.startswith(("Here", "Data:"))]
+    parts = lecture_prompt().split("\n\n")
+    assert len(rows) == len(parts) == 5
+    for row, part in zip(rows, parts):
+        assert part.startswith(row.split("…")[0].removesuffix(" ___")), (row, part)
+    assert "k = 0 demonstrations: zero-shot" in _texts(few_shot_prompt_figure(demonstrations=()))
 
 
 def torch_nonzero(mask) -> list[list[int]]:
