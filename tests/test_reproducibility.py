@@ -126,11 +126,14 @@ def test_train_run_repeats_whatever_draws_in_between_and_learns():
     generator = torch.Generator().manual_seed(0)
     features = torch.randn(60, 5, generator=generator)
     labels = (features[:, 0] > 0).long()
-    first = train_run(features, labels, seed=3, epochs=4)
+    first, weight, bias = train_run(features, labels, seed=3, epochs=4)
     torch.rand(100), random.random()  # noqa: B018 - draws from the global generators
-    assert torch.equal(train_run(features, labels, seed=3, epochs=4), first)
-    assert not torch.equal(train_run(features, labels, seed=4, epochs=4), first)
-    assert first.shape == (4,) and first[-1] < first[0]
+    again = train_run(features, labels, seed=3, epochs=4)
+    assert torch.equal(again[0], first) and torch.equal(again[1], weight) and torch.equal(again[2], bias)
+    assert not torch.equal(train_run(features, labels, seed=4, epochs=4)[0], first)
+    assert first.shape == (4,) and first[-1] < first[0] and weight.shape == (2, 5) and not weight.requires_grad
+    accuracy = ((features @ weight.T + bias).argmax(-1) == labels).float().mean()
+    assert accuracy > 0.8
 
 
 def test_find_leaks_normalizes_case_and_whitespace_and_lists_repeats():

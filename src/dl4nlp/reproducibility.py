@@ -226,7 +226,7 @@ def epoch_orders(n: int, epochs: int, seed: int) -> Tensor:
 
 
 def train_run(features: Tensor, labels: Tensor, seed: int, epochs: int = 3, batch_size: int = 8, lr: float = 0.5,
-              dropout: float = 0.2) -> Tensor:
+              dropout: float = 0.2) -> tuple[Tensor, Tensor, Tensor]:
     """Train a logistic regression with dropout on its inputs by minibatch SGD, reproducibly: the same seed
     gives the same losses, whatever else draws random numbers before or in between.
 
@@ -238,7 +238,8 @@ def train_run(features: Tensor, labels: Tensor, seed: int, epochs: int = 3, batc
     batch); one step of torch.optim.SGD(lr) on (weight, bias).
 
     Args: features (N, D); labels (N,) in {0, 1}; seed; epochs; batch_size; lr; dropout.
-    Returns: (epochs,) the mean training loss of each epoch (each batch's loss weighted by its size).
+    Returns: (losses (epochs,), weight (2, D), bias (2,)): the mean training loss of each epoch (each batch's
+      loss weighted by its size), and the trained parameters, detached.
     """
     N, D = features.shape
     weights, masks = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 2)
@@ -258,7 +259,7 @@ def train_run(features: Tensor, labels: Tensor, seed: int, epochs: int = 3, batc
             optimizer.step()
             total += loss.item() * len(batch)
         losses.append(total / N)
-    return torch.tensor(losses)  # (epochs,)
+    return torch.tensor(losses), weight.detach(), bias.detach()  # (epochs,), (2, D), (2,)
 
 
 def find_leaks(train: Sequence[str], test: Sequence[str]) -> tuple[int, ...]:
