@@ -59,6 +59,9 @@ EXPECTED_LABELS = {
     "gpt.kv_cache_figure": ["without the cache", "with the cache", "step 5", "computed: 20", "computed: 6"],
     "gpt.decoding_methods_figure": ["greedy", "temperature = 2", "top-k, k = 3", "top-p, p = 0.8", "1 of 8 kept",
                                     "3 of 8 kept", "store"],
+    "reproducibility.random_draws_figure": ["one global generator", "with a print", "every later draw moves",
+                                            "seed + 1", "seed + 2", "nothing moves", "weights", "batch order",
+                                            "dropout", "d_{4}"],
     "cnn.text_cnn_figure": ["sentence", "K = 2", "K = 3", "max over time", "pooled vector", "linear", "softmax",
                             "P(positive)"],
 }
