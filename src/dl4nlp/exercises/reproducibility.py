@@ -138,20 +138,20 @@ def orders_new_generator_every_epoch(n, epochs, seed):
                         for _ in range(epochs)])
 
 
-def _train(features, labels, epochs, batch_size, lr, dropout, weight, orders, draw_mask):
-    weight = weight.requires_grad_()
+def train_global_seed(features, labels, seed, epochs=3, batch_size=8, lr=0.5, dropout=0.2):
+    torch.manual_seed(seed)
+    N, D = features.shape
+    weight = (torch.randn(2, D) * 0.1).requires_grad_()
     bias = torch.zeros(2, requires_grad=True)
     optimizer = torch.optim.SGD([weight, bias], lr=lr)
-    N = features.shape[0]
+    loader = DataLoader(range(N), batch_size=N, shuffle=True)
     losses = []
-    for epoch in range(epochs):
-        order = orders(epoch)
-        total = 0.0
+    for _ in range(epochs):
+        order, total = next(iter(loader)), 0.0
         for start in range(0, N, batch_size):
             batch = order[start:start + batch_size]
-            x, y = features[batch], labels[batch]
-            keep = draw_mask(x.shape) >= dropout
-            loss = F.cross_entropy((x * keep / (1 - dropout)) @ weight.T + bias, y)
+            keep = torch.rand(len(batch), D) >= dropout
+            loss = F.cross_entropy((features[batch] * keep / (1 - dropout)) @ weight.T + bias, labels[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -160,32 +160,49 @@ def _train(features, labels, epochs, batch_size, lr, dropout, weight, orders, dr
     return torch.tensor(losses), weight.detach(), bias.detach()
 
 
-def train_global_seed(features, labels, seed, epochs=3, batch_size=8, lr=0.5, dropout=0.2):
-    torch.manual_seed(seed)
-    N, D = features.shape
-    weight = torch.randn(2, D) * 0.1
-    loader = DataLoader(range(N), batch_size=N, shuffle=True)
-    return _train(features, labels, epochs, batch_size, lr, dropout, weight, lambda epoch: next(iter(loader)),
-                  lambda shape: torch.rand(shape))
-
-
 def train_one_generator(features, labels, seed, epochs=3, batch_size=8, lr=0.5, dropout=0.2):
     generator = torch.Generator().manual_seed(seed)
     N, D = features.shape
-    weight = torch.randn(2, D, generator=generator) * 0.1
+    weight = (torch.randn(2, D, generator=generator) * 0.1).requires_grad_()
+    bias = torch.zeros(2, requires_grad=True)
+    optimizer = torch.optim.SGD([weight, bias], lr=lr)
     loader = DataLoader(range(N), batch_size=N, shuffle=True, generator=generator)
-    return _train(features, labels, epochs, batch_size, lr, dropout, weight, lambda epoch: next(iter(loader)),
-                  lambda shape: torch.rand(shape, generator=generator))
+    losses = []
+    for _ in range(epochs):
+        order, total = next(iter(loader)), 0.0
+        for start in range(0, N, batch_size):
+            batch = order[start:start + batch_size]
+            keep = torch.rand(len(batch), D, generator=generator) >= dropout
+            loss = F.cross_entropy((features[batch] * keep / (1 - dropout)) @ weight.T + bias, labels[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+        losses.append(total / N)
+    return torch.tensor(losses), weight.detach(), bias.detach()
 
 
 def train_same_order_every_epoch(features, labels, seed, epochs=3, batch_size=8, lr=0.5, dropout=0.2):
     N, D = features.shape
-    weight = torch.randn(2, D, generator=torch.Generator().manual_seed(seed)) * 0.1
+    weight = (torch.randn(2, D, generator=torch.Generator().manual_seed(seed)) * 0.1).requires_grad_()
+    bias = torch.zeros(2, requires_grad=True)
+    optimizer = torch.optim.SGD([weight, bias], lr=lr)
     masks = torch.Generator().manual_seed(seed + 2)
     loader = DataLoader(range(N), batch_size=N, shuffle=True, generator=torch.Generator().manual_seed(seed + 1))
     order = next(iter(loader))
-    return _train(features, labels, epochs, batch_size, lr, dropout, weight, lambda epoch: order,
-                  lambda shape: torch.rand(shape, generator=masks))
+    losses = []
+    for _ in range(epochs):
+        total = 0.0
+        for start in range(0, N, batch_size):
+            batch = order[start:start + batch_size]
+            keep = torch.rand(len(batch), D, generator=masks) >= dropout
+            loss = F.cross_entropy((features[batch] * keep / (1 - dropout)) @ weight.T + bias, labels[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+        losses.append(total / N)
+    return torch.tensor(losses), weight.detach(), bias.detach()
 
 
 def leaks_exact(train, test):
@@ -270,9 +287,9 @@ ASSIGNMENT = Assignment(
                    "the batch order is drawn once: every epoch visits the examples in the same order":
                        train_same_order_every_epoch}),
         Part("find_leaks", "dl4nlp.reproducibility", 2, leak_cases, forbidden=("dl4nlp.reproducibility.split_overlap",),
-             bugs={"normalization missing in leak detection: \"Great film.\" and \"great  film.\" are the same "
-                   "sentence": leaks_exact,
-                   "lowercased but whitespace not collapsed: \" great  film.\" is still \"great film.\"":
+             bugs={"normalization missing in leak detection: sentences that differ only in case or whitespace are "
+                   "the same sentence": leaks_exact,
+                   "lowercased but whitespace not collapsed: extra or missing spaces still hide a copy":
                        leaks_lowercased_only,
                    "each leaked sentence listed once: a test sentence that occurs twice is listed twice":
                        leaks_listed_once,
