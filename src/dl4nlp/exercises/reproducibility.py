@@ -89,7 +89,7 @@ def _pick(generator: torch.Generator, items: list[str]) -> str:
 
 def leak_cases(generator: torch.Generator) -> list[Case]:
     drawn = []
-    for train_size, test_size, leaks, repeated in ((20, 10, 4, True), (12, 8, 0, False), (30, 12, 6, True),
+    for train_size, test_size, leaks, repeated in ((20, 10, 4, True), (12, 8, 1, False), (30, 12, 6, True),
                                                    (6, 5, 5, False)):
         fresh = _sentences(generator, train_size + test_size)
         train, test = fresh[:train_size], fresh[train_size:]
