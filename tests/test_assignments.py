@@ -225,6 +225,31 @@ ONE_LINERS = {
                 return nn.TransformerEncoderLayer(x.shape[-1], 1, batch_first=True)(x)
             """,
     },
+    "reproducibility": {
+        "train_run": """\
+            def train_run(features, labels, seed, epochs=3, batch_size=8, lr=0.5, dropout=0.2):
+                from transformers import set_seed
+                set_seed(seed)
+                return torch.zeros(epochs), torch.zeros(2, features.shape[1]), torch.zeros(2)
+            """,
+        "clean_split": """\
+            def clean_split(sentences, test_fraction, seed):
+                from sklearn.model_selection import train_test_split
+                train, test = train_test_split(list(range(len(sentences))), test_size=test_fraction, random_state=seed)
+                return torch.tensor(sorted(train)), torch.tensor(sorted(test))
+            """,
+        "find_leaks": """\
+            from dl4nlp.reproducibility import split_overlap
+
+            def find_leaks(train, test):
+                shared = set(split_overlap(train, test))
+                return tuple(i for i, sentence in enumerate(test) if " ".join(sentence.lower().split()) in shared)
+            """,
+        "mean_and_std": """\
+            def mean_and_std(values):
+                return values.mean(), torch.std(values)
+            """,
+    },
     "bert": {
         "mask_tokens": """\
             def mask_tokens(input_ids, mask_token_id, vocab_size, special_tokens_mask=None, mlm_probability=0.15,

@@ -74,6 +74,9 @@ EXPECTED_LABELS = {
                                             "-1.10", "one forward pass"],
     "prompting.calibration_figure": ["p(y | x)", "p_cf(y)", "N/A", "calibrated", "÷", "0.62",
                                      "after calibration: negative"],
+    "reproducibility.random_draws_figure": ["one global generator", "with a print", "every later draw moves",
+                                            "seed + 1", "seed + 2", "nothing moves", "weights", "batch order",
+                                            "dropout", "d_{4}"],
     "cnn.text_cnn_figure": ["sentence", "K = 2", "K = 3", "max over time", "pooled vector", "linear", "softmax",
                             "P(positive)"],
 }

@@ -105,3 +105,55 @@ def test_run_record_keeps_config_results_and_environment(tmp_path):
 def test_package_versions_names_missing_packages():
     versions = package_versions(["torch", "no-such-package-dl4nlp"])
     assert versions["torch"] and versions["no-such-package-dl4nlp"] is None
+
+
+# --- the assignment's functions ------------------------------------------------------------------
+
+from dl4nlp.reproducibility import clean_split, epoch_orders, find_leaks, mean_and_std, train_run  # noqa: E402
+
+
+def test_epoch_orders_are_what_a_seeded_dataloader_yields_and_ignore_the_global_generator():
+    loader = torch.utils.data.DataLoader(range(9), batch_size=9, shuffle=True,
+                                         generator=torch.Generator().manual_seed(5))
+    expected = torch.stack([next(iter(loader)) for _ in range(3)])
+    torch.rand(10)  # the global generator moves: nothing changes
+    orders = epoch_orders(9, 3, 5)
+    assert torch.equal(orders, expected) and not torch.equal(orders[0], orders[1])
+    assert all(sorted(row.tolist()) == list(range(9)) for row in orders)
+
+
+def test_train_run_repeats_whatever_draws_in_between_and_learns():
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(60, 5, generator=generator)
+    labels = (features[:, 0] > 0).long()
+    first, weight, bias = train_run(features, labels, seed=3, epochs=4)
+    torch.rand(100), random.random()  # noqa: B018 - draws from the global generators
+    again = train_run(features, labels, seed=3, epochs=4)
+    assert torch.equal(again[0], first) and torch.equal(again[1], weight) and torch.equal(again[2], bias)
+    assert not torch.equal(train_run(features, labels, seed=4, epochs=4)[0], first)
+    assert first.shape == (4,) and first[-1] < first[0] and weight.shape == (2, 5) and not weight.requires_grad
+    accuracy = ((features @ weight.T + bias).argmax(-1) == labels).float().mean()
+    assert accuracy > 0.8
+
+
+def test_find_leaks_normalizes_case_and_whitespace_and_lists_repeats():
+    train = ["Great film .", "a dull plot ."]
+    test = ["great  film .", "new one .", " A DULL plot .\t", "great film ."]
+    assert find_leaks(train, test) == (0, 2, 3)
+    assert find_leaks(train, ["other ."]) == ()
+
+
+def test_clean_split_keeps_copies_together_and_repeats_with_its_seed():
+    sentences = ["A b .", "c d .", "a  B .", "e f .", "g h .", "C D .", "i j .", "k l ."]
+    train, test = clean_split(sentences, 0.25, seed=1)
+    assert sorted(train.tolist() + test.tolist()) == list(range(8)) and len(test) >= 2
+    assert not find_leaks([sentences[i] for i in train], [sentences[i] for i in test])
+    again = clean_split(sentences, 0.25, seed=1)
+    assert torch.equal(again[0], train) and torch.equal(again[1], test)
+
+
+def test_mean_and_std_match_the_sample_statistics():
+    values = torch.tensor([0.91, 0.88, 0.93, 0.90, 0.86], dtype=torch.float64)
+    mean, std = mean_and_std(values)
+    assert float(mean) == pytest.approx(statistics.mean(values.tolist()))
+    assert float(std) == pytest.approx(statistics.stdev(values.tolist()))

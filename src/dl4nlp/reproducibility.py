@@ -31,12 +31,16 @@ import random
 import statistics
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
 
 RECORDED_PACKAGES = ("dl4nlp", "torch", "transformers", "datasets", "tokenizers", "numpy", "scikit-learn")
 CUBLAS_VARIABLE, CUBLAS_SETTING = "CUBLAS_WORKSPACE_CONFIG", ":4096:8"  # what deterministic cuBLAS needs (CUDA >= 10.2)
@@ -202,3 +206,110 @@ def record_run(config: Mapping[str, Any], **results: Any) -> RunRecord:
     if not isinstance(config, Mapping):
         raise TypeError(f"record_run: config should be a mapping of setting -> value, got {type(config).__name__}")
     return RunRecord(dict(config), dict(results))
+
+
+# --- the assignment's functions: a reproducible training run, leak-free splits, a result over seeds ------------
+
+
+def epoch_orders(n: int, epochs: int, seed: int) -> Tensor:
+    """The order in which a shuffling DataLoader visits n examples, epoch after epoch, reproducibly: the
+    loader draws from its own torch.Generator seeded with `seed`, never from torch's global one.
+
+    Args: n, the number of examples; epochs; seed.
+    Returns: (epochs, n) long tensor; row e is the order of epoch e, a permutation of 0..n-1.
+    Matches: the indices that DataLoader(range(n), batch_size=n, shuffle=True,
+      generator=torch.Generator().manual_seed(seed)) yields in each of `epochs` passes over it.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(range(n), batch_size=n, shuffle=True, generator=generator)
+    return torch.stack([next(iter(loader)) for _ in range(epochs)])  # (epochs, n)
+
+
+def train_run(features: Tensor, labels: Tensor, seed: int, epochs: int = 3, batch_size: int = 8, lr: float = 0.5,
+              dropout: float = 0.2) -> tuple[Tensor, Tensor, Tensor]:
+    """Train a logistic regression with dropout on its inputs by minibatch SGD, reproducibly: the same seed
+    gives the same losses, whatever else draws random numbers before or in between.
+
+    Three generators, each of its own, so that no draw moves another's:
+      - the weights: torch.Generator().manual_seed(seed); weight = randn(2, D) * 0.1, bias = zeros(2);
+      - the batch order: epoch_orders(N, epochs, seed + 1), batches of `batch_size` in that order;
+      - the dropout masks: torch.Generator().manual_seed(seed + 2); per batch keep = rand(b, D) >= dropout.
+    Per batch: logits = (x * keep / (1 - dropout)) @ weight.T + bias; loss = cross-entropy (mean over the
+    batch); one step of torch.optim.SGD(lr) on (weight, bias).
+
+    Args: features (N, D); labels (N,) in {0, 1}; seed; epochs; batch_size; lr; dropout.
+    Returns: (losses (epochs,), weight (2, D), bias (2,)): the mean training loss of each epoch (each batch's
+      loss weighted by its size), and the trained parameters, detached.
+    """
+    N, D = features.shape
+    weights, masks = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 2)
+    weight = (torch.randn(2, D, generator=weights) * 0.1).requires_grad_()  # (2, D)
+    bias = torch.zeros(2, requires_grad=True)
+    optimizer = torch.optim.SGD([weight, bias], lr=lr)
+    losses = []
+    for order in epoch_orders(N, epochs, seed + 1):
+        total = 0.0
+        for start in range(0, N, batch_size):
+            batch = order[start:start + batch_size]
+            x, y = features[batch], labels[batch]  # (b, D), (b,)
+            keep = torch.rand(x.shape, generator=masks) >= dropout  # (b, D)
+            loss = F.cross_entropy((x * keep / (1 - dropout)) @ weight.T + bias, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(batch)
+        losses.append(total / N)
+    return torch.tensor(losses), weight.detach(), bias.detach()  # (epochs,), (2, D), (2,)
+
+
+def find_leaks(train: Sequence[str], test: Sequence[str]) -> tuple[int, ...]:
+    """The test sentences that also occur in the training split: a leak. Two sentences are the same if they
+    are equal after lowercasing and collapsing runs of whitespace (" Great  film." = "great film.").
+
+    Args: train, test, sentences.
+    Returns: the indices into `test` of the leaked sentences, increasing (a test sentence that occurs twice
+      is listed twice).
+    """
+    seen = {" ".join(sentence.lower().split()) for sentence in train}
+    return tuple(i for i, sentence in enumerate(test) if " ".join(sentence.lower().split()) in seen)
+
+
+def clean_split(sentences: Sequence[str], test_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Split sentences into train and test so that nothing leaks: all copies of a sentence (the same after
+    lowercasing and collapsing whitespace) go to the same split.
+
+    The groups of copies, numbered in order of first occurrence, are shuffled with torch.randperm(G,
+    generator=torch.Generator().manual_seed(seed)); the test split takes whole groups in that order until it
+    holds at least round(test_fraction * N) sentences; the training split holds the rest.
+
+    Args: sentences (N of them); test_fraction in [0, 1]; seed.
+    Returns: (train_indices, test_indices), increasing long tensors of indices into `sentences`.
+    """
+    keys = [" ".join(sentence.lower().split()) for sentence in sentences]
+    group = {key: g for g, key in enumerate(dict.fromkeys(keys))}  # key -> group number
+    sizes = Counter(keys)
+    groups = list(group)
+    wanted, taken, chosen = round(test_fraction * len(sentences)), 0, set()
+    for g in torch.randperm(len(groups), generator=torch.Generator().manual_seed(seed)).tolist():
+        if taken >= wanted:
+            break
+        chosen.add(g)
+        taken += sizes[groups[g]]
+    in_test = torch.tensor([group[key] in chosen for key in keys], dtype=torch.bool)  # (N,)
+    return torch.nonzero(~in_test).flatten(), torch.nonzero(in_test).flatten()
+
+
+def mean_and_std(values: Tensor) -> tuple[Tensor, Tensor]:
+    """The mean and the sample standard deviation of a result measured with S seeds:
+
+        mean = (1 / S) sum_s v_s        std = sqrt( (1 / (S - 1)) sum_s (v_s - mean)^2 )
+
+    (S - 1, not S: the mean was estimated from the same values.)
+
+    Args: values (S,), S >= 2.
+    Returns: (mean, std), two 0-dimensional tensors.
+    Matches: statistics.mean and statistics.stdev; torch.std(values) (correction=1).
+    """
+    S = values.shape[0]
+    mean = values.sum() / S
+    return mean, (((values - mean) ** 2).sum() / (S - 1)).sqrt()
