@@ -408,6 +408,15 @@ def mismatch(part: Part, case: Case, expected: Outcome, got: Outcome) -> str | N
     return None
 
 
+def reference_outcomes(part: Part, cases: Sequence[Case]) -> list[Outcome]:
+    """What the reference gives on each case, for `judge`: the grader and the self-check alike. A checked part's
+    outputs are judged by `Part.check`, not against the reference's, so its reference is not run (a part such as
+    a training run would only take time)."""
+    if part.check is not None:
+        return [Outcome() for _ in cases]
+    return [call(part.reference(), case, part.effects) for case in cases]
+
+
 @dataclass(frozen=True)
 class Verdict:
     """A part's result: passed, or the first failing case and what went wrong.
