@@ -263,7 +263,7 @@ ONE_LINERS = {
                                torch.tensor(confusion_matrix(labels, predictions, labels=classes)))
             """,
         "finetune_classifier": """\
-            from dl4nlp.finetune import batch_loss, evaluate
+            from dl4nlp.finetune import batch_loss, predict
             from dl4nlp.training import fit
 
             def finetune_classifier(model, train, validation, epochs=3, lr=5e-5, batch_size=32, warmup_ratio=0.1,
@@ -271,7 +271,7 @@ ONE_LINERS = {
                 loader = DataLoader(train, batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
                 optimizer, scheduler = optimizer_and_schedule(model, lr, epochs * len(loader), warmup_ratio)
                 fit(model, loader, batch_loss, epochs=epochs, optimizer=optimizer, scheduler=scheduler, progress=False)
-                return evaluate(model, DataLoader(validation, batch_size=256))
+                return classification_metrics(*predict(model, DataLoader(validation, batch_size=256)), model.num_labels)
             """,
     },
 }

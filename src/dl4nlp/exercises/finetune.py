@@ -29,17 +29,31 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from dl4nlp.bert import BertConfig, BertModel
 from dl4nlp.exercises import Assignment, Case, Part, describe, draw_lengths, normal
 from dl4nlp.exercises.attention import FixedDropout
-from dl4nlp.finetune import SequenceClassifier, freeze, optimizer_and_schedule
+from dl4nlp.finetune import ClassifierOutput, SequenceClassifier, freeze, optimizer_and_schedule
 
 # --- what the cases are built from ----------------------------------------------------------
 
 
-class StaleGradients(SequenceClassifier):
-    """A `SequenceClassifier` whose parameters' gradients survive copy.deepcopy and pickling (a Parameter's
+class CaseClassifier(SequenceClassifier):
+    """`SequenceClassifier`'s parameters, with a forward pass of the grader's own: the graded parts get models that
+    never call the graded `classification_head` (switched off while grading; a student's bug there must not cost
+    another part its points)."""
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
+                labels: Tensor | None = None) -> ClassifierOutput:
+        encoded = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        pooled = encoded.pooler_output if self.pooling == "pooler" else encoded.last_hidden_state[:, 0]  # (B, D)
+        logits = self.classifier(self.dropout(pooled))  # (B, C)
+        return ClassifierOutput(logits, None if labels is None else F.cross_entropy(logits, labels))
+
+
+class StaleGradients(CaseClassifier):
+    """A `CaseClassifier` whose parameters' gradients survive copy.deepcopy and pickling (a Parameter's
     .grad survives neither): the stale gradients that a finetuning step must forget before its backward pass."""
 
     def __getstate__(self) -> dict[str, Any]:
@@ -127,7 +141,7 @@ def freeze_cases(generator: torch.Generator) -> list[Case]:
         torch.manual_seed(_seed(generator))  # the head's initialization
         encoder = (BertModel(config, generator=torch.Generator().manual_seed(_seed(generator))) if ours
                    else huggingface_encoder(config, generator))
-        model = SequenceClassifier(encoder, 2, pooling, dropout=0.0)
+        model = CaseClassifier(encoder, 2, pooling, dropout=0.0)
         if before is not None:  # frozen earlier: freeze must also turn parameters back on
             freeze(model, before)
         drawn.append(Case((model, trainable_layers),
@@ -247,11 +261,13 @@ def classifier_cases(generator: torch.Generator) -> list[Case]:
         seed = int(torch.randint(1000, (1,), generator=generator))
         train, validation, V = sarcasm_sets(seed)
         config = BertConfig.tiny(vocab_size=V, hidden_size=32, num_attention_heads=2, num_hidden_layers=1,
-                                 intermediate_size=64, max_position_embeddings=32)
+                                 intermediate_size=64, max_position_embeddings=32, hidden_dropout_prob=0.0,
+                                 attention_probs_dropout_prob=0.0)  # no dropout: the same run in every process
         torch.manual_seed(_seed(generator))
-        model = SequenceClassifier(BertModel(config, generator=torch.Generator().manual_seed(_seed(generator))), 2)
+        model = CaseClassifier(BertModel(config, generator=torch.Generator().manual_seed(_seed(generator))), 2,
+                               dropout=0.0)
         drawn.append(Case((model, train, validation, 4, 3e-3, 16, 0.1, seed % 7),
-                          f"a 1-layer BertModel (D=32) from scratch, {len(train)} training and {len(validation)} "
+                          f"a 1-layer BertModel (D=32, no dropout) from scratch, {len(train)} training and {len(validation)} "
                           f"validation sentences of the synthetic sarcasm set (seed {seed}), 4 epochs, lr 3e-3, "
                           "batch size 16"))
     return drawn
@@ -345,17 +361,9 @@ def head_mean_whatever_pooling(hidden_states, attention_mask, dropout, classifie
     return classifier(dropout((hidden_states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)))
 
 
-def _layers(model):
-    stack = model.encoder.encoder
-    return stack.layers if hasattr(stack, "layers") else stack.layer
-
-
-def _counts(model):
-    return (sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters()))
-
-
 def freeze_only_switching_on(model, trainable_layers=0):
-    layers = list(_layers(model))
+    stack = model.encoder.encoder
+    layers = list(stack.layers if hasattr(stack, "layers") else stack.layer)
     if trainable_layers is None:
         for p in model.parameters():
             p.requires_grad_(True)
@@ -363,11 +371,12 @@ def freeze_only_switching_on(model, trainable_layers=0):
         for layer in layers[len(layers) - trainable_layers:] if trainable_layers else []:
             for p in layer.parameters():
                 p.requires_grad_(True)
-    return _counts(model)
+    return (sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters()))
 
 
 def freeze_embeddings_left_trainable(model, trainable_layers=0):
-    layers = list(_layers(model))
+    stack = model.encoder.encoder
+    layers = list(stack.layers if hasattr(stack, "layers") else stack.layer)
     for p in model.parameters():
         p.requires_grad_(True)
     if trainable_layers is not None:
@@ -378,11 +387,12 @@ def freeze_embeddings_left_trainable(model, trainable_layers=0):
             pooler = getattr(model.encoder, "pooler", None)
             for p in pooler.parameters() if isinstance(pooler, nn.Module) else []:
                 p.requires_grad_(False)
-    return _counts(model)
+    return (sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters()))
 
 
 def freeze_bottom_layers_trained(model, trainable_layers=0):
-    layers = list(_layers(model))
+    stack = model.encoder.encoder
+    layers = list(stack.layers if hasattr(stack, "layers") else stack.layer)
     for p in model.parameters():
         p.requires_grad_(trainable_layers is None)
     if trainable_layers is not None:
@@ -395,11 +405,12 @@ def freeze_bottom_layers_trained(model, trainable_layers=0):
         if trainable_layers and getattr(model, "pooling", None) == "pooler" and isinstance(pooler, nn.Module):
             for p in pooler.parameters():
                 p.requires_grad_(True)
-    return _counts(model)
+    return (sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters()))
 
 
 def freeze_head_too(model, trainable_layers=0):
-    layers = list(_layers(model))
+    stack = model.encoder.encoder
+    layers = list(stack.layers if hasattr(stack, "layers") else stack.layer)
     for p in model.parameters():
         p.requires_grad_(trainable_layers is None)
     if trainable_layers:
@@ -410,7 +421,7 @@ def freeze_head_too(model, trainable_layers=0):
         if getattr(model, "pooling", None) == "pooler" and isinstance(pooler, nn.Module):
             for p in pooler.parameters():
                 p.requires_grad_(True)
-    return _counts(model)
+    return (sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters()))
 
 
 def step_without_zero_grad(model, batch, optimizer, scheduler, clip=1.0):
@@ -470,22 +481,14 @@ def step_scheduler_before_optimizer(model, batch, optimizer, scheduler, clip=1.0
     return loss.item()
 
 
-def _confusion(predictions, labels, num_labels):
-    return torch.bincount(labels.long() * num_labels + predictions.long(),
-                          minlength=num_labels ** 2).view(num_labels, num_labels)
-
-
-def _f1s(confusion):
-    true_positives = confusion.diag().double()
-    denominator = confusion.sum(0).double() + confusion.sum(1).double()
-    return torch.where(denominator > 0, 2 * true_positives / denominator.clamp(min=1), 0.0)
-
-
 def metrics_positive_ignored(predictions, labels, num_labels=2, positive=1):
     from dl4nlp.finetune import Metrics
 
-    confusion = _confusion(predictions, labels, num_labels)
-    f1 = _f1s(confusion)
+    confusion = torch.bincount(labels.long() * num_labels + predictions.long(),
+                               minlength=num_labels ** 2).view(num_labels, num_labels)
+    true_positives = confusion.diag().double()
+    denominator = confusion.sum(0).double() + confusion.sum(1).double()
+    f1 = torch.where(denominator > 0, 2 * true_positives / denominator.clamp(min=1), 0.0)
     return Metrics(float(confusion.diag().sum() / len(labels)), float(f1[1] if num_labels == 2 else f1.mean()),
                    confusion)
 
@@ -493,23 +496,34 @@ def metrics_positive_ignored(predictions, labels, num_labels=2, positive=1):
 def metrics_macro_for_two_classes(predictions, labels, num_labels=2, positive=1):
     from dl4nlp.finetune import Metrics
 
-    confusion = _confusion(predictions, labels, num_labels)
-    return Metrics(float(confusion.diag().sum() / len(labels)), float(_f1s(confusion).mean()), confusion)
+    confusion = torch.bincount(labels.long() * num_labels + predictions.long(),
+                               minlength=num_labels ** 2).view(num_labels, num_labels)
+    true_positives = confusion.diag().double()
+    denominator = confusion.sum(0).double() + confusion.sum(1).double()
+    f1 = torch.where(denominator > 0, 2 * true_positives / denominator.clamp(min=1), 0.0)
+    return Metrics(float(confusion.diag().sum() / len(labels)), float(f1.mean()), confusion)
 
 
 def metrics_micro_for_many_classes(predictions, labels, num_labels=2, positive=1):
     from dl4nlp.finetune import Metrics
 
-    confusion = _confusion(predictions, labels, num_labels)
+    confusion = torch.bincount(labels.long() * num_labels + predictions.long(),
+                               minlength=num_labels ** 2).view(num_labels, num_labels)
+    true_positives = confusion.diag().double()
+    denominator = confusion.sum(0).double() + confusion.sum(1).double()
+    f1 = torch.where(denominator > 0, 2 * true_positives / denominator.clamp(min=1), 0.0)
     accuracy = float(confusion.diag().sum() / len(labels))
-    return Metrics(accuracy, float(_f1s(confusion)[positive]) if num_labels == 2 else accuracy, confusion)
+    return Metrics(accuracy, float(f1[positive]) if num_labels == 2 else accuracy, confusion)
 
 
 def metrics_confusion_transposed(predictions, labels, num_labels=2, positive=1):
     from dl4nlp.finetune import Metrics
 
-    confusion = _confusion(predictions, labels, num_labels)
-    f1 = _f1s(confusion)
+    confusion = torch.bincount(labels.long() * num_labels + predictions.long(),
+                               minlength=num_labels ** 2).view(num_labels, num_labels)
+    true_positives = confusion.diag().double()
+    denominator = confusion.sum(0).double() + confusion.sum(1).double()
+    f1 = torch.where(denominator > 0, 2 * true_positives / denominator.clamp(min=1), 0.0)
     return Metrics(float(confusion.diag().sum() / len(labels)), float(f1[positive] if num_labels == 2 else f1.mean()),
                    confusion.T)
 
