@@ -225,7 +225,7 @@ def metrics_cases(generator: torch.Generator) -> list[Case]:
 
 # --- finetune_classifier: the accuracy it reaches --------------------------------------------------
 
-THRESHOLD = 0.85  # a right answer reaches 0.98 to 1.0, the typical bug 0.44 to 0.5 (tests/test_finetune_assignment.py)
+THRESHOLD = 0.85  # a right answer reaches 0.99 to 1.0, the typical bug 0.48 to 0.53 (tests/test_finetune_assignment.py)
 CHANCE = 0.6  # at most this: no better than guessing from the feeling alone
 
 
@@ -623,7 +623,7 @@ ASSIGNMENT = Assignment(
              grading=f"The grader calls your function on its own case: a small BERT from scratch and a few hundred "
                      f"sentences of the synthetic sarcasm set, trained for a few seconds. Your function passes if "
                      f"it returns the metrics of the validation set with an accuracy of at least {THRESHOLD:.0%} "
-                     f"(the reference reaches 98% to 100%; guessing from the feeling alone, 75%). While it runs, your "
+                     f"(the reference reaches 99% to 100%; guessing from the feeling alone, 75%). While it runs, your "
                      f"finetune_step and classification_metrics are replaced by the grader's own: a bug in those "
                      f"costs points only in their parts.",
              given={"finetune_step": given_finetune_step, "classification_metrics": given_classification_metrics},
