@@ -158,7 +158,8 @@ def test_the_check_reads_the_validation_metrics():
     case = Case((None, None, torch.utils.data.TensorDataset(torch.zeros(10, 2)), 1, 1.0, 1, 0.1, 0), "")
     good = (0.9, 0.9, torch.tensor([[5, 0], [1, 4]]))
     assert exercises.checked(CLASSIFIER, case, good) is None
-    assert "counts 12 examples" in exercises.checked(CLASSIFIER, case, (0.9, 0.9, torch.tensor([[6, 0], [1, 5]])))
+    assert "counts more examples (12)" in exercises.checked(CLASSIFIER, case, (0.9, 0.9, torch.tensor([[6, 0], [1, 5]])))
+    assert "counts only 8 of the 10" in exercises.checked(CLASSIFIER, case, (0.75, 0.9, torch.tensor([[4, 0], [2, 2]])))
     assert "does not agree" in exercises.checked(CLASSIFIER, case, (0.5, 0.9, torch.tensor([[5, 0], [1, 4]])))
     assert "no better than guessing" in exercises.checked(CLASSIFIER, case, (0.5, 0.5, torch.tensor([[5, 0], [5, 0]])))
     assert "below 85%" in exercises.checked(CLASSIFIER, case, (0.8, 0.8, torch.tensor([[4, 1], [1, 4]])))

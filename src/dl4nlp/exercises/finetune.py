@@ -286,9 +286,12 @@ def check_classifier(case: Case, output: Any) -> str | None:
     if not isinstance(accuracy, (float, int)) or not isinstance(confusion, Tensor) or confusion.shape != (2, 2):
         return "expected Metrics(accuracy, f1, confusion) with a float accuracy and a (2, 2) confusion matrix"
     counted = int(confusion.sum())
-    if counted != N:
-        return (f"the confusion matrix counts {counted} examples, the validation set has {N}: predict every "
-                "validation example once (not the training set)")
+    if counted > N:
+        return (f"the confusion matrix counts more examples ({counted}) than the validation set has ({N}): measure "
+                "the validation set, not the training set")
+    if counted < N:
+        return (f"the confusion matrix counts only {counted} of the {N} validation examples: collect the "
+                "predictions of every validation batch")
     if abs(float(confusion.diag().sum()) / N - accuracy) > 1e-6:
         return "the accuracy does not agree with the confusion matrix"
     if accuracy <= CHANCE:
@@ -559,6 +562,23 @@ def classifier_schedule_of_one_epoch(model, train, validation, epochs=3, lr=5e-5
     return classification_metrics(predictions, validation.tensors[2], model.num_labels)
 
 
+def classifier_last_batch_only(model, train, validation, epochs=3, lr=5e-5, batch_size=32, warmup_ratio=0.1,
+                               seed=0):
+    loader = torch.utils.data.DataLoader(train, batch_size=batch_size, shuffle=True,
+                                         generator=torch.Generator().manual_seed(seed))
+    optimizer, scheduler = optimizer_and_schedule(model, lr, epochs * len(loader), warmup_ratio)
+    model.train()
+    for _ in range(epochs):
+        for input_ids, attention_mask, labels in loader:
+            finetune_step(model, {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels},
+                          optimizer, scheduler)
+    model.eval()
+    with torch.no_grad():
+        for input_ids, attention_mask, labels in torch.utils.data.DataLoader(validation, batch_size=64):
+            predictions = model(input_ids=input_ids, attention_mask=attention_mask).logits.argmax(-1)
+    return classification_metrics(predictions, labels, model.num_labels)
+
+
 # Library calls that would do a part's work in one line (the grader also refuses torch's private ops).
 _PRIVATE = ("torch._VF", "torch._C", "torch.ops")
 # An optimizer's step runs torch.ops.profiler's record_function: the parts that step one do not forbid torch.ops.
@@ -629,6 +649,8 @@ ASSIGNMENT = Assignment(
              given={"finetune_step": given_finetune_step, "classification_metrics": given_classification_metrics},
              bugs={"the model is measured on the training set instead of the validation set":
                        classifier_on_training_set,
+                   "only the last validation batch is measured: the predictions are overwritten batch by batch "
+                   "instead of collected": classifier_last_batch_only,
                    "the schedule is sized for one epoch (total_steps = batches per epoch): the learning rate is 0 "
                    "after the first epoch": classifier_schedule_of_one_epoch}),
     ),
