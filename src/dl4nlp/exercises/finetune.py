@@ -208,15 +208,29 @@ def step_effects(args: tuple[Any, ...]) -> tuple[Tensor, Tensor, Tensor, int]:
 # --- classification_metrics ----------------------------------------------------------------------
 
 
+def _telling(predictions: Tensor, labels: Tensor, C: int) -> bool:
+    """Whether a case tells the metrics' bugs apart: the classes' F1 all differ, their mean differs from the
+    accuracy, and the confusion matrix is not symmetric."""
+    confusion = torch.bincount(labels * C + predictions, minlength=C * C).view(C, C)
+    f1 = 2 * confusion.diag() / (confusion.sum(0) + confusion.sum(1)).clamp(min=1)
+    accuracy = confusion.diag().sum() / len(labels)
+    return (len(set(f1.tolist())) == C and abs(float(f1.mean() - accuracy)) > 1e-3
+            and not torch.equal(confusion, confusion.T))
+
+
 def metrics_cases(generator: torch.Generator) -> list[Case]:
     drawn = []
     for N, C, positive, never in ((24, 2, 1, None), (17, 2, 0, None), (30, 4, 1, None), (12, 3, 1, 2),
                                   (40, 2, 1, None), (9, 5, 1, 4)):
-        labels = torch.randint(0, C, (N,), generator=generator)
-        right = torch.rand(N, generator=generator) < 0.6
-        predictions = torch.where(right, labels, torch.randint(0, C, (N,), generator=generator))
-        if never is not None:  # a class nobody predicts and nobody has: its F1 is 0
-            labels, predictions = labels.masked_fill(labels == never, 0), predictions.masked_fill(predictions == never, 0)
+        while True:  # until the bugs show: the classes' F1 differ from each other and from the accuracy
+            labels = torch.randint(0, C, (N,), generator=generator)
+            right = torch.rand(N, generator=generator) < 0.6
+            predictions = torch.where(right, labels, torch.randint(0, C, (N,), generator=generator))
+            if never is not None:  # a class nobody predicts and nobody has: its F1 is 0
+                labels = labels.masked_fill(labels == never, 0)
+                predictions = predictions.masked_fill(predictions == never, 0)
+            if _telling(predictions, labels, C):
+                break
         drawn.append(Case((predictions, labels, C, positive),
                           f"{N} examples, {C} classes, positive={positive}"
                           + (f", class {never} neither predicted nor present" if never is not None else "")))
