@@ -131,8 +131,8 @@ def lstm_train(device, quick):
     return _lstm_pair(device, quick, backward=True)
 
 
-# Rows that arrive with later chapters: each chapter replaces the `raise Pending` with the inputs and the
-# two callables (same weights, outputs checked equal first, as in `_lstm_pair`).
+# Rows of later chapters: the inputs and the two callables (same weights, outputs checked equal first, as in
+# `_lstm_pair`); a row whose chapter has not landed yet raises Pending.
 
 @pair("attention", ours="`scaled_dot_product_attention`",
       reference="`torch.nn.functional.scaled_dot_product_attention`", setting="(B, H, T, Dh) = (8, 12, 128, 64)",
@@ -226,16 +226,55 @@ def conv1d(device, quick):
     return run_ours, run_reference
 
 
+GENERATE_SETTING = ("a GPT-2 config with 6 layers of width 384 (6 heads), V 50257, random weights; batch 1, prompt 16, "
+                    "128 new tokens, greedy")
+
+
+def _generation_models(device, quick):
+    """(ours, Hugging Face's GPT2LMHeadModel with the same weights, a prompt), checked to generate the same."""
+    import torch
+    import transformers
+
+    from dl4nlp.gpt import GPT, generate
+
+    sizes = (dict(vocab_size=97, n_positions=64, n_embd=16, n_layer=2, n_head=2) if quick else
+             dict(vocab_size=50257, n_positions=256, n_embd=384, n_layer=6, n_head=6))
+    torch.manual_seed(0)
+    reference = transformers.GPT2LMHeadModel(transformers.GPT2Config(**sizes)).to(device).eval()
+    ours = GPT.from_huggingface(reference).to(device).eval()
+    prompt = torch.randint(0, sizes["vocab_size"], (1, 16), generator=torch.Generator().manual_seed(0)).to(device)
+    new = 8 if quick else 128
+    theirs = reference.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new, do_sample=False,
+                                pad_token_id=0, eos_token_id=None)
+    assert torch.equal(generate(ours, prompt, new), theirs), "our generate and transformers' chose other tokens"
+    return ours, reference, prompt, new
+
+
 @pair("generate", ours="`generate` with the key/value cache", reference="`transformers` `generate(do_sample=False)`",
-      setting="the same small GPT-2 config, 128 new tokens", required=1.0)
+      setting=GENERATE_SETTING, required=1.0)
 def generate(device, quick):
-    raise Pending("the generation chapter")
+    import torch
+
+    from dl4nlp.gpt import generate as ours_generate
+
+    ours, reference, prompt, new = _generation_models(device, quick)
+    mask = torch.ones_like(prompt)
+    return (lambda: ours_generate(ours, prompt, new),
+            lambda: reference.generate(prompt, attention_mask=mask, max_new_tokens=new, do_sample=False,
+                                       pad_token_id=0, eos_token_id=None))
 
 
 @pair("generate-cache", ours="`generate` with the cache", reference="our `generate` without the cache",
-      setting="the same small GPT-2 config, 128 new tokens", required=1 / 3, requirement="≤ 0.33 (≥ 3× faster)")
+      setting=GENERATE_SETTING, required=1 / 3, requirement="≤ 0.33 (≥ 3× faster)")
 def generate_cache(device, quick):
-    raise Pending("the generation chapter")
+    import torch
+
+    from dl4nlp.gpt import generate as ours_generate
+
+    ours, _, prompt, new = _generation_models(device, quick)
+    assert torch.equal(ours_generate(ours, prompt, new, use_cache=False), ours_generate(ours, prompt, new))
+    return (lambda: ours_generate(ours, prompt, new, use_cache=True),
+            lambda: ours_generate(ours, prompt, new, use_cache=False))
 
 
 # --- timing --------------------------------------------------------------------------------------------

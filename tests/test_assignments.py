@@ -274,6 +274,48 @@ ONE_LINERS = {
                 return classification_metrics(*predict(model, DataLoader(validation, batch_size=256)), model.num_labels)
             """,
     },
+    "generation": {
+        "decoder_mask": """\
+            def decoder_mask(T, past_length=0, *, device=None):
+                from dl4nlp.attention import causal_mask
+                return torch.cat([torch.ones(T, past_length, dtype=torch.bool), causal_mask(T)], dim=1)
+            """,
+        "causal_self_attention": """\
+            def causal_self_attention(x, c_attn, c_proj, num_heads, past=None, dropout=None):
+                q, k, v = (split_heads(t, num_heads) for t in c_attn(x).split(x.shape[-1], dim=-1))
+                if past is not None:
+                    k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+                mask = decoder_mask(x.shape[1], k.shape[2] - x.shape[1])
+                return c_proj(merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))), (k, v)
+            """,
+        "decoder_block": """\
+            from dl4nlp.transformer import pre_norm_block
+
+            def decoder_block(x, self_attention, feedforward, norm1, norm2, dropout):
+                caches = []
+                def attend(h):
+                    attended, cache = self_attention(h)
+                    caches.append(cache)
+                    return attended
+                return pre_norm_block(x, attend, feedforward, norm1, norm2, dropout), caches[0]
+            """,
+        "apply_temperature": """\
+            def apply_temperature(logits, temperature):
+                from transformers import TemperatureLogitsWarper
+                return TemperatureLogitsWarper(temperature)(None, logits)
+            """,
+        "top_k_filter": """\
+            def top_k_filter(logits, k):
+                from transformers import TopKLogitsWarper
+                return TopKLogitsWarper(top_k=k)(None, logits)
+            """,
+        "top_p_filter": """\
+            import transformers
+
+            def top_p_filter(logits, p):
+                return transformers.TopPLogitsWarper(top_p=p)(None, logits)
+            """,
+    },
 }
 
 

@@ -1,5 +1,6 @@
 """Parts graded by their properties (`Part.check`): the bert assignment's `mask_tokens` and
-`make_nsp_pairs`, whose draws are random, so that no two right answers agree token by token.
+`make_nsp_pairs`, and the generation assignment's `next_token`, whose draws are random, so that no
+two right answers agree token by token.
 
 A right answer must pass whatever it draws (the reference, Hugging Face's way of masking, a coin
 per sentence pair, the global random state instead of the generator), every property the issue
@@ -201,3 +202,107 @@ def test_an_answer_is_named_after_the_bug_that_shows_all_its_problems():
     both = Outcome(output=(fixed.output[0], case.args[0].clone()))  # labels everywhere too: no single bug shows both
     mixed = judge(MASKING, [case, masking_case()], right * 2, [both, call(bert_exercises.mask_all_selected, case)])
     assert not mixed.passed and mixed.bug == ""
+
+
+# --- the generation assignment's next_token: draws checked by their rates --------------------------
+
+NEXT_TOKEN = exercises.load("generation").part("next_token")
+
+
+def test_the_reference_next_token_passes_its_checks_on_many_draws():
+    for seed in range(20):
+        result = verdict(NEXT_TOKEN, NEXT_TOKEN.reference(), f"seed {seed}")
+        assert result.passed, (seed, result.message)
+
+
+def next_token_by_inverse_cdf(logits, do_sample=False, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """Another right answer: a uniform number per row against the cumulative probabilities, the global random
+    state, the filters written out in the sorted order."""
+    if not do_sample:
+        return logits.argmax(dim=-1)
+    scores, order = torch.sort(logits / temperature, dim=-1, descending=True)
+    probabilities = torch.softmax(scores, dim=-1)
+    keep = torch.ones_like(probabilities, dtype=torch.bool)
+    if top_k is not None:
+        keep &= scores >= scores[:, min(top_k, scores.shape[1]) - 1:min(top_k, scores.shape[1])]
+        probabilities = torch.softmax(scores.masked_fill(~keep, float("-inf")), dim=-1)
+    if top_p is not None:
+        keep &= torch.cumsum(probabilities, dim=-1) - probabilities < top_p
+        keep[:, 0] = True
+    probabilities = torch.softmax(scores.masked_fill(~keep, float("-inf")), dim=-1)
+    uniform = torch.rand(logits.shape[0], 1)
+    ranks = (torch.cumsum(probabilities, dim=-1) < uniform).sum(dim=-1).clamp(max=logits.shape[1] - 1)
+    return order.gather(1, ranks[:, None])[:, 0]
+
+
+def test_another_right_next_token_passes():
+    torch.manual_seed(0)
+    for seed in range(4):
+        result = verdict(NEXT_TOKEN, next_token_by_inverse_cdf, f"cdf {seed}")
+        assert result.passed, result.message
+
+
+def sampled_case(top_k=None, top_p=None, temperature=1.0):
+    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0, 0.0], [0.0, 0.3, 2.5, 1.0, -2.0]]).repeat(3000, 1)
+    return Case((logits, True, temperature, top_k, top_p, torch.Generator().manual_seed(7)), "test")
+
+
+def reference_tokens(case):
+    return NEXT_TOKEN.reference()(*case.args)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda tokens: tokens.float(), "returned dtype torch.float32, expected token ids"),
+    (lambda tokens: tokens[:-1], "returned shape (5999,), expected (6000,)"),
+    (lambda tokens: tokens.masked_fill(torch.arange(6000) == 3, 5), "an id outside the vocabulary"),
+    (lambda tokens: torch.where(torch.arange(6000) % 2 == 0, torch.zeros_like(tokens), tokens),
+     "sampling with top_k: the token ranked 1 was drawn"),
+    (lambda tokens: tokens.masked_fill(torch.arange(6000) == 4, 3), "sampling with top_k: a drawn token lies outside"),
+    (lambda tokens: (tokens,), "returned a tuple of 1 values, expected token ids"),
+])
+def test_each_next_token_property_is_checked_and_named(change, message):
+    case = sampled_case(top_k=3)
+    tokens = reference_tokens(case)
+    assert checked(NEXT_TOKEN, case, tokens) is None
+    problem = checked(NEXT_TOKEN, case, exercises.plain(change(tokens)))
+    assert problem is not None and message in problem, problem
+
+
+def test_greedy_next_token_must_be_the_argmax():
+    logits = torch.randn(6, 5, generator=torch.Generator().manual_seed(0))
+    case = Case((logits, False, 2.0, 2, 0.5, None), "greedy")
+    assert checked(NEXT_TOKEN, case, logits.argmax(-1)) is None
+    assert "greedy decoding takes the argmax" in checked(NEXT_TOKEN, case, logits.argmin(-1))
+
+
+@pytest.mark.parametrize("junk", [None, 3, "text", (1, 2), torch.ones(6000), torch.ones(2, 3, dtype=torch.long)])
+def test_no_output_crashes_the_next_token_check(junk):
+    problem = checked(NEXT_TOKEN, sampled_case(top_p=0.8), junk)
+    assert isinstance(problem, str) and problem
+
+
+def test_the_graders_gpt_is_the_course_gpt_and_its_greedy_tokens_do_not_depend_on_the_cache():
+    """generate's cases: the grader's model computes GPT's logits in eval mode (with and without a cache), its
+    fixed dropout changes them in training mode, and the reference's greedy tokens agree with and without the
+    cache on every case (the cache must not change what is generated)."""
+    from dl4nlp.gpt import GPT
+
+    part = exercises.load("generation").part("generate")
+    cases = part.cases(exercises.generator("checks", part.name))
+    model = cases[0].args[0]
+    course = GPT(model.config)
+    course.load_state_dict(model.state_dict(), strict=False)
+    ids = torch.randint(model.config.vocab_size, (2, 7), generator=torch.Generator().manual_seed(0))
+    model.eval(), course.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(ids), course(ids), atol=1e-5)
+        past = model(ids[:, :4], use_cache=True).past_key_values
+        assert torch.allclose(model(ids[:, 4:], past_key_values=past).logits, course(ids)[:, 4:], atol=1e-5)
+        model.train()
+        assert not torch.allclose(model(ids), course(ids), atol=1e-2)
+    outputs = {}
+    for case in cases:
+        key = (id(case.args[0]), case.args[2], case.args[3])
+        outputs.setdefault(key, []).append(part.reference()(*exercises._prepare(case.args)))
+    assert all(torch.equal(first, other) for first, *others in outputs.values() for other in others)
+    assert len(cases) == sum(len(group) for group in outputs.values()) and len(outputs) >= 4

@@ -52,6 +52,20 @@ EXPECTED_LABELS = {
                                          "E_A", "E_B", "E_{10}", "LayerNorm", "sentence B"],
     "bert.pretraining_tasks_figure": ["NSP", "IsNext / NotNext", "Mask LM", "[MASK]", "cute", "[CLS]", "sentence A",
                                       "bidirectional", "no loss"],
+    "gpt.autoregressive_loop_figure": ["step 1", "GPT", "append", "every token so far", "chosen", "store"],
+    "gpt.causal_mask_figure": ["query i", "key j", "j ≤ i", "cached keys (5)", "new", "store"],
+    "gpt.decoder_stack_figure": ["causal self-attention", "LayerNorm", "feedforward", "residual", "× L",
+                                 "LM head", "tied", "E_word[x_t] + E_pos[t]", "softmax", "x_{t+1}"],
+    "gpt.kv_cache_figure": ["without the cache", "with the cache", "step 5", "computed: 20", "computed: 6"],
+    "gpt.decoding_methods_figure": ["greedy", "temperature = 2", "top-k, k = 3", "top-p, p = 0.8", "1 of 8 kept",
+                                    "3 of 8 kept", "store"],
+    "finetune.paradigm_figure": ["pretrain", "add a task head", "finetune", "masked LM", "linear D → 2", "layer 6",
+                                 "embeddings", "frozen", "trained", "labelled examples", "unlabelled text"],
+    "finetune.sarcasm_classifier_figure": ["[CLS]", "parking", "pretrained encoder", "h_{0}", "mean", "task head",
+                                           "P(sarcastic)"],
+    "finetune.data_efficiency_figure": ["labelled training examples", "accuracy", "pretrained", "from scratch",
+                                        "guessing", "mean ± sd", "256"],
+    "finetune.confusion_matrix_figure": ["predicted class", "true class", "TP", "FN", "sarcastic", "accuracy"],
     "cnn.text_cnn_figure": ["sentence", "K = 2", "K = 3", "max over time", "pooled vector", "linear", "softmax",
                             "P(positive)"],
 }
@@ -238,6 +252,93 @@ def test_pretraining_tasks_figure_predicts_at_every_mask() -> None:
                                                                        "Mask LM\n“loud”"]
     with pytest.raises(ValueError, match="3 \\[MASK\\] tokens but 2 originals"):
         pretraining_tasks_figure(tokens, ["the", "barks"])
+
+
+@pytest.mark.parametrize("T, past_length", [(2, 1), (6, 5), (8, 3)])
+def test_causal_mask_figure_draws_decoder_mask(T: int, past_length: int) -> None:
+    """The cells drawn allowed are exactly those `dl4nlp.gpt.decoder_mask` allows, with and without a cache."""
+    from dl4nlp.figures.gpt import causal_mask_figure
+    from dl4nlp.gpt import decoder_mask
+
+    figure = causal_mask_figure([f"w{t}" for t in range(T)], past_length)
+    cells = [patch.get_gid().split("-") for patch in figure.axes[0].patches
+             if (patch.get_gid() or "").startswith("cell-")]
+    whole = {(int(i), int(j)) for _, kind, i, j, state in cells if kind == "whole" and state == "allowed"}
+    assert whole == {tuple(pair) for pair in torch_nonzero(decoder_mask(T))}
+    assert len([cell for cell in cells if cell[1] == "whole"]) == T * T
+    cached = [(int(j), state) for _, kind, _, j, state in cells if kind == "cached"]
+    assert cached == [(j, "allowed" if allowed else "blocked") for j, allowed in
+                      enumerate(decoder_mask(1, past_length)[0].tolist())]
+    with pytest.raises(ValueError, match="past_length must be between 1 and"):
+        causal_mask_figure([f"w{t}" for t in range(T)], T)
+
+
+def test_decoding_methods_figure_keeps_what_the_filters_keep() -> None:
+    """Each panel says how many tokens greedy, temperature, top-k and top-p keep, as `dl4nlp.gpt` computes it."""
+    import torch
+
+    from dl4nlp.figures.gpt import decoding_methods_figure
+    from dl4nlp.gpt import top_k_filter, top_p_filter
+
+    logits = (3.0, 2.5, 0.1, 0.0, -1.0)
+    texts = _texts(decoding_methods_figure(("a", "b", "c", "d", "e"), logits, 0.5, 2, 0.9))
+    row = torch.tensor([logits])
+    kept_p = int(torch.isfinite(top_p_filter(row, 0.9)).sum())
+    kept_k = int(torch.isfinite(top_k_filter(row, 2)).sum())
+    assert [text for text in texts if text.endswith("kept")] == ["1 of 5 kept", "5 of 5 kept", f"{kept_k} of 5 kept",
+                                                                 f"{kept_p} of 5 kept"]
+    with pytest.raises(ValueError, match="one logit each"):
+        decoding_methods_figure(("a", "b", "c"), (1.0, 2.0))
+
+
+def torch_nonzero(mask) -> list[list[int]]:
+    import torch
+
+    return torch.nonzero(mask).tolist()
+
+
+@pytest.mark.parametrize("trainable_layers, frozen", [(0, 7), (2, 5), (6, 1), (None, 0)])
+def test_paradigm_figure_greys_what_freeze_freezes(trainable_layers, frozen) -> None:
+    """Panel 3 colours the embeddings and the bottom L - k layers as frozen, as `freeze(model, k)` does."""
+    from matplotlib.patches import FancyBboxPatch
+
+    from dl4nlp.figures import COLORS
+    from dl4nlp.figures.finetune import paradigm_figure
+
+    figure = paradigm_figure(6, trainable_layers)
+    grey = COLORS["norm"][1].lower()
+    boxes = [p for p in figure.axes[0].patches if isinstance(p, FancyBboxPatch)
+             and matplotlib.colors.to_hex(p.get_edgecolor()) == grey]
+    assert len(boxes) == frozen + 1  # the frozen parts, and the legend's swatch
+    assert f"frozen:\n{frozen} of 7" in _texts(figure)
+    with pytest.raises(ValueError, match="between 0 and 6"):
+        paradigm_figure(6, 7)
+
+
+def test_data_efficiency_figure_labels_the_means() -> None:
+    from dl4nlp.figures.finetune import data_efficiency_figure
+
+    texts = _texts(data_efficiency_figure([8, 32], [[0.6, 0.7, 0.8], [0.9, 0.9, 0.93]], [[0.5, 0.5, 0.53], [0.6, 0.62, 0.61]]))
+    assert {"0.70", "0.91", "0.51", "0.61"} <= set(texts)
+    assert "data efficiency: mean ± sd over 3 seeds" in texts
+    with pytest.raises(ValueError, match="one list of values per size"):
+        data_efficiency_figure([8, 32], [[0.6]], [[0.5], [0.6]])
+
+
+def test_confusion_matrix_figure_puts_true_classes_in_rows() -> None:
+    """Row = true class, column = predicted, as `classification_metrics`: FN is a sarcastic sentence missed."""
+    import torch
+
+    from dl4nlp.figures.finetune import confusion_matrix_figure
+    from dl4nlp.finetune import classification_metrics
+
+    confusion = classification_metrics(torch.tensor([0, 0, 1, 0, 1, 1, 1]), torch.tensor([0, 1, 1, 1, 1, 0, 1])).confusion
+    texts = _texts(confusion_matrix_figure(confusion.tolist()))
+    assert "TN\n1\n50% of row" in texts and "FP\n1\n50% of row" in texts
+    assert "FN\n2\n40% of row" in texts and "TP\n3\n60% of row" in texts
+    assert "7 examples, accuracy 57.1%" in texts
+    with pytest.raises(ValueError, match="3 classes but 2 labels"):
+        confusion_matrix_figure([[1, 0, 0], [0, 1, 0], [0, 0, 1]])
 
 
 # --- figure cells of the book's pages ---------------------------------------------------

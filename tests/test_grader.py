@@ -870,7 +870,9 @@ def _nudged(function, where: int, size: float):
             if isinstance(value, tuple):
                 return tuple(nudge(v) for v in value)
             value = value.clone()
-            value.view(-1)[where % value.numel()] += size
+            finite = value.view(-1).isfinite().nonzero()[:, 0] if value.is_floating_point() else None
+            index = where % value.numel() if finite is None or not len(finite) else int(finite[where % len(finite)])
+            value.view(-1)[index] += size  # a finite number: -inf + size is still -inf (a filter's output)
             return value
         return nudge(function(*args, **kwargs))
     return wrong
@@ -959,6 +961,15 @@ def test_every_part_has_typical_bugs_and_forbidden_calls():
         for part in exercises.load(assignment).parts:
             assert len(part.bugs) >= 2, f"{assignment}.{part.name}: list its typical bugs"
             assert part.forbidden, f"{assignment}.{part.name}: list the library calls that would do it in one line"
+
+
+def test_an_expected_infinity_is_matched_exactly():
+    """A filtered score is -inf: a finite number there is wrong, whatever the relative tolerance (rtol * inf)."""
+    expected = torch.tensor([[1.0, float("-inf"), float("inf")]])
+    assert exercises.difference(expected, expected.clone(), 1e-4, 1e-4) is None
+    for wrong in ([[1.0, 0.0, float("inf")]], [[1.0, float("-inf"), 1e9]], [[1.0, float("inf"), float("inf")]]):
+        assert exercises.difference(expected, torch.tensor(wrong), 1e-4, 1e-4) is not None, wrong
+    assert exercises.difference(torch.tensor([float("nan")]), torch.tensor([float("nan")]), 1e-4, 1e-4) is None
 
 
 def test_a_detached_or_numpy_answer_fails_on_its_gradients():

@@ -60,7 +60,8 @@ def test_words_alone_do_not_give_the_label(synthetic: datasets.DatasetDict) -> N
 
 
 def test_deterministic_and_seeded() -> None:
-    assert make_synthetic_sarcasm(50, 10, 10)["train"].to_dict() == make_synthetic_sarcasm(50, 10, 10)["train"].to_dict()
+    small = make_synthetic_sarcasm(50, 10, 10)["train"].to_dict()
+    assert small == make_synthetic_sarcasm(50, 10, 10)["train"].to_dict()
     assert make_synthetic_sarcasm(50, 10, 10, seed=1)["train"]["sentence"] != \
         make_synthetic_sarcasm(50, 10, 10)["train"]["sentence"]
     assert load_sarcasm("synthetic")["test"].to_dict() == make_synthetic_sarcasm()["test"].to_dict()

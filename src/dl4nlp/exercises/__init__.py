@@ -225,7 +225,8 @@ def difference(expected: Plain, got: Plain, atol: float, rtol: float) -> str | N
             return "returned NaN or infinite values"
         gap = (got64 - expected64).abs()
         gap[(got64 == expected64) | (got64.isnan() & expected64.isnan())] = 0  # infinities and NaN where expected
-        if bool((gap <= atol + rtol * expected64.abs()).all()):
+        tolerance = (atol + rtol * expected64.abs()).nan_to_num(posinf=0.0)  # an infinity is matched exactly
+        if bool((gap <= tolerance).all()):
             return None
         worst = float(gap.max())
         return f"max difference {worst:.3g}" if math.isfinite(worst) else "values differ"
