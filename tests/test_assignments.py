@@ -270,6 +270,35 @@ ONE_LINERS = {
                 return post_norm_block(x, lambda h: attention(h, h, h, mask)[0], feedforward, norm1, norm2, dropout)
             """,
     },
+    "finetune": {
+        "finetune_step": """\
+            from dl4nlp.training import training_step
+
+            def finetune_step(model, batch, optimizer, scheduler, clip=1.0):
+                return training_step(model, batch, lambda m, b: m(**b).loss, optimizer, clip=clip, scheduler=scheduler)
+            """,
+        "classification_metrics": """\
+            from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+            def classification_metrics(predictions, labels, num_labels=2, positive=1):
+                classes = list(range(num_labels))
+                return Metrics(accuracy_score(labels, predictions),
+                               f1_score(labels, predictions, average="binary" if num_labels == 2 else "macro",
+                                        pos_label=positive, labels=classes, zero_division=0),
+                               torch.tensor(confusion_matrix(labels, predictions, labels=classes)))
+            """,
+        "finetune_classifier": """\
+            from dl4nlp.finetune import batch_loss, predict
+            from dl4nlp.training import fit
+
+            def finetune_classifier(model, train, validation, epochs=3, lr=5e-5, batch_size=32, warmup_ratio=0.1,
+                                    seed=0):
+                loader = DataLoader(train, batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+                optimizer, scheduler = optimizer_and_schedule(model, lr, epochs * len(loader), warmup_ratio)
+                fit(model, loader, batch_loss, epochs=epochs, optimizer=optimizer, scheduler=scheduler, progress=False)
+                return classification_metrics(*predict(model, DataLoader(validation, batch_size=256)), model.num_labels)
+            """,
+    },
     "generation": {
         "decoder_mask": """\
             def decoder_mask(T, past_length=0, *, device=None):

@@ -879,7 +879,7 @@ def _nudged(function, where: int, size: float):
 
 
 def _outcomes(part: exercises.Part, cases: list[exercises.Case], function) -> list[exercises.Outcome]:
-    return [exercises.call(function, case) for case in cases]
+    return [exercises.call(function, case, part.effects) for case in cases]
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS or ["rnn"])
@@ -904,7 +904,8 @@ def test_no_wrong_implementation_passes(assignment, seed, where, size, data):
     expected = _outcomes(part, cases, reference)
     wrong = _nudged(reference, where, size)
     case_index = data.draw(st.integers(0, len(cases) - 1))
-    outcomes = [exercises.call(wrong if i == case_index else reference, case) for i, case in enumerate(cases)]
+    outcomes = [exercises.call(wrong if i == case_index else reference, case, part.effects)
+                for i, case in enumerate(cases)]
     assert not exercises.judge(part, cases, expected, outcomes).passed
 
 

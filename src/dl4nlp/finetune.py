@@ -12,7 +12,8 @@ course's `dl4nlp.bert.BertModel`, or a `transformers` encoder such as ``BertMode
 layers as well, or everything. `optimizer_and_schedule` gives AdamW (no weight decay on biases
 and LayerNorms) and a linear warmup and decay; `dl4nlp.training.fit` runs the epochs, with mixed
 precision on a GPU, checkpoints to resume from and the best epoch kept. `finetune_step` is one
-such step written out; `classification_metrics` measures accuracy, F1 and the confusion matrix.
+such step written out, and `finetune_classifier` the whole recipe with it; `classification_metrics`
+measures accuracy, F1 and the confusion matrix.
 
 Conventions are Hugging Face's: `attention_mask` (B, T) is 1 for a real token and 0 for padding;
 token labels are -100 where no prediction is asked for.
@@ -273,6 +274,40 @@ def batch_loss(model: nn.Module, batch: tuple[Tensor, ...]) -> Tensor:
     `SequenceClassifier` and `TokenClassifier`, with loaders from `dl4nlp.finetune.encode_dataset`."""
     input_ids, attention_mask, labels = batch
     return model(input_ids, attention_mask, labels=labels).loss
+
+
+def finetune_classifier(model: nn.Module, train: torch.utils.data.TensorDataset,
+                        validation: torch.utils.data.TensorDataset, epochs: int = 3, lr: float = 5e-5,
+                        batch_size: int = 32, warmup_ratio: float = 0.1, seed: int = 0) -> Metrics:
+    """Finetune a classifier with `finetune_step`, then measure it on the validation set: the whole recipe.
+
+        optimizer, scheduler = optimizer_and_schedule(model, lr, epochs * batches per epoch, warmup_ratio)
+        every epoch: the training examples shuffled (by `seed`) into batches; one `finetune_step` per batch
+        then: the model in eval mode, predictions = argmax of the logits for every validation example
+
+    Args: model, a `SequenceClassifier` (after `freeze`), on any device; train and validation, TensorDatasets of
+      (input_ids, attention_mask, labels) as `encode_dataset` makes them; epochs; lr, the peak learning rate;
+      batch_size; warmup_ratio; seed, the order of the training batches.
+    Returns: `classification_metrics` of the validation predictions (F1 of class 1 for two classes).
+    """
+    device = next(model.parameters()).device
+    loader = torch.utils.data.DataLoader(train, batch_size=batch_size, shuffle=True,
+                                         generator=torch.Generator().manual_seed(seed))
+    optimizer, scheduler = optimizer_and_schedule(model, lr, epochs * len(loader), warmup_ratio)
+    model.train()
+    for _ in range(epochs):
+        for input_ids, attention_mask, labels in loader:
+            batch = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device),
+                     "labels": labels.to(device)}
+            finetune_step(model, batch, optimizer, scheduler)
+    model.eval()
+    predictions = []
+    with torch.no_grad():
+        for input_ids, attention_mask, _ in torch.utils.data.DataLoader(validation, batch_size=256):
+            logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
+            predictions.append(logits.argmax(-1).cpu())  # (B,)
+    model.train()
+    return classification_metrics(torch.cat(predictions), validation.tensors[2].cpu(), model.num_labels)
 
 
 # --- measuring -----------------------------------------------------------------------------------

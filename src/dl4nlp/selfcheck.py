@@ -25,7 +25,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from dl4nlp.exercises import Assignment, Part, binding, call, judge, load, public_cases
+from dl4nlp.exercises import Assignment, Part, binding, call, judge, load, public_cases, reference_outcomes
 from dl4nlp.exercises.calls import FORBIDDEN, REFERENCE, Program, Use, Watch, explain, find_uses, targets
 
 
@@ -99,10 +99,10 @@ def check_part(exercises: Assignment, part: Part, function: Any, program: Progra
     verdict = None
     if callable(function):
         cases = public_cases(exercises, part)
-        expected = [call(part.reference(), case) for case in cases]
+        expected = reference_outcomes(part, cases)
         given = part.given if isinstance(namespace, MutableMapping) else {}
         with binding(given, namespace if given else {}):  # the course's own helpers, as the grader binds them
-            verdict = judge(part, cases, expected, [call(watch.wrap(function), case) for case in cases])
+            verdict = judge(part, cases, expected, [call(watch.wrap(function), case, part.effects) for case in cases])
     found = find_uses(program, part.name, part_targets, part.given) + watch.uses
     for kind in (REFERENCE, FORBIDDEN):
         uses: list[Use] = [use for use in found if use.kind == kind]

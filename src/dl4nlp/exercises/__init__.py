@@ -27,6 +27,7 @@ import copy
 import hashlib
 import importlib
 import inspect
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
@@ -69,6 +70,14 @@ class Part:
       with the reference's. The reference must pass it (tests prove it, and that each bug fails it). Its
       words should not quote the case (they are shown under --hide-cases); a typical bug matches an answer
       whose problems read the same, numbers aside.
+    effects: for a function that changes its arguments instead of (only) returning a result, such as a training
+      step that updates a model, an optimizer and a scheduler: effects(args) reads what a call left in its
+      arguments (the parameters, the learning rate, the scheduler's step count), and the answer's output is
+      compared as (what it returned, effects(args)). The case's arguments are then deep-copied together (one
+      copy.deepcopy of the tuple, so that an optimizer keeps pointing at the copied model's parameters), and
+      only outputs are compared (no input gradients). Grader, harness and self-check pass it to `call` alike.
+    grading: how the part is graded, in words for students, where the rules' standard sentence does not fit
+      (`dl4nlp sync` writes it into the part's rules cell).
     """
 
     name: str
@@ -82,6 +91,8 @@ class Part:
     given: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     gradients: bool = True
     check: Callable[[Case, Any], str | None] | None = None
+    effects: Callable[[tuple[Any, ...]], Any] | None = None
+    grading: str = ""
 
     def reference(self) -> Callable[..., Any]:
         """The reference implementation of the part."""
@@ -172,7 +183,8 @@ Plain = Any  # a torch.Tensor, None, bool, int, float, str, or a tuple of those
 
 
 def plain(value: Any, depth: int = 0) -> Plain:
-    """`value` as plain data (tensors detached and copied, lists as tuples); TypeError for anything else."""
+    """`value` as plain data (tensors detached and copied, lists and dataclasses as tuples); TypeError for
+    anything else."""
     if depth > 4:
         raise TypeError("returned a structure nested too deeply")
     if isinstance(value, Tensor):
@@ -183,6 +195,8 @@ def plain(value: Any, depth: int = 0) -> Plain:
         return value
     if isinstance(value, (tuple, list)):
         return tuple(plain(item, depth + 1) for item in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # Metrics(accuracy, f1, confusion)
+        return tuple(plain(getattr(value, item.name), depth + 1) for item in dataclasses.fields(value))
     raise TypeError(f"returned a {type(value).__name__}, expected tensors")
 
 
@@ -224,6 +238,15 @@ def difference(expected: Plain, got: Plain, atol: float, rtol: float) -> str | N
             if problem:
                 return f"returned value {index + 1} of {len(expected)}: {problem}"
         return None
+    if type(expected) is float:  # a loss or an accuracy: compared with the tolerance, like a tensor
+        if isinstance(got, Tensor) and got.numel() == 1 and not got.is_complex():
+            got = float(got.reshape(()))
+        if type(got) not in (float, int):
+            return f"returned {describe(got)}, expected a float"
+        if math.isnan(expected) and math.isnan(got):
+            return None
+        return (None if abs(got - expected) <= atol + rtol * abs(expected) or got == expected
+                else f"returned {got:.6g}, expected {expected:.6g}")
     return None if got == expected else f"returned {got!r}, expected {expected!r}"
 
 
@@ -297,8 +320,16 @@ def _gradients(args: tuple[Any, ...], output: Any) -> tuple[Tensor, ...] | str:
     return tuple(plain(torch.zeros_like(tensor) if grad is None else grad) for tensor, grad in zip(inputs, grads))
 
 
-def _prepare(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A private copy of the arguments whose floating-point tensors track gradients (leaves)."""
+def _prepare(args: tuple[Any, ...], together: bool = False) -> tuple[Any, ...]:
+    """A private copy of the arguments whose floating-point tensors track gradients (leaves).
+
+    together: one copy.deepcopy of all the arguments instead (a part with `Part.effects`): objects that refer
+    to each other (an optimizer to a model's parameters, a scheduler to the optimizer) still do in the copy,
+    and nothing is added or reset. (A parameter's .grad survives neither copy.deepcopy nor pickling: a case that
+    needs stale gradients keeps them in its model's state, as `dl4nlp.exercises.finetune.StaleGradients` does.)
+    """
+    if together:
+        return copy.deepcopy(tuple(args))
     def copy_arg(value: Any) -> Any:
         if isinstance(value, Tensor):
             value = value.detach().clone()
@@ -331,12 +362,19 @@ class Outcome:
     error: str | None = None
 
 
-def call(function: Callable[..., Any], case: Case) -> Outcome:
-    """Call `function` on a private copy of a case; any exception becomes an error message."""
-    args = _prepare(case.args)
+def call(function: Callable[..., Any], case: Case,
+         effects: Callable[[tuple[Any, ...]], Any] | None = None) -> Outcome:
+    """Call `function` on a private copy of a case; any exception becomes an error message.
+
+    effects: a part's `Part.effects`: the output is then (what `function` returned, effects(the copied
+    arguments after the call)), and no gradients are taken.
+    """
+    args = _prepare(case.args, together=effects is not None)
     try:
         with torch.enable_grad():
             output = function(*args)
+            if effects is not None:
+                return Outcome(output=(plain(output), plain(effects(args))))
             result = plain(output)
             gradients = _gradients(args, output)
     except NotImplementedError:
@@ -369,6 +407,15 @@ def mismatch(part: Part, case: Case, expected: Outcome, got: Outcome) -> str | N
             return (f"the output is right but its gradient with respect to {label} is wrong ({problem}): "
                     "is part of the computation detached or done outside torch?")
     return None
+
+
+def reference_outcomes(part: Part, cases: Sequence[Case]) -> list[Outcome]:
+    """What the reference gives on each case, for `judge`: the grader and the self-check alike. A checked part's
+    outputs are judged by `Part.check`, not against the reference's, so its reference is not run (a part such as
+    a training run would only take time)."""
+    if part.check is not None:
+        return [Outcome() for _ in cases]
+    return [call(part.reference(), case, part.effects) for case in cases]
 
 
 @dataclass(frozen=True)
@@ -415,7 +462,7 @@ def diagnose(part: Part, cases: Sequence[Case], outcomes: Sequence[Outcome]) -> 
         return _diagnose_checked(part, cases, outcomes)
     for name, bug in part.bugs.items():
         for case, outcome in zip(cases, outcomes):
-            wrong = call(bug, case)
+            wrong = call(bug, case, part.effects)
             if wrong.error is not None or outcome.error is not None:
                 if wrong.error is None or outcome.error is None:
                     break
@@ -453,7 +500,7 @@ def _diagnose_checked(part: Part, cases: Sequence[Case], outcomes: Sequence[Outc
     if not symptoms:
         return ""
     for name, bug in part.bugs.items():
-        if symptoms <= {_symptom(call(bug, case), part, case) for case in cases}:
+        if symptoms <= {_symptom(call(bug, case, part.effects), part, case) for case in cases}:
             return name
     return ""
 

@@ -144,10 +144,11 @@ def rules_cell_source(part: Part) -> str:
     calls = ", ".join(f"`{name}`" for name in part.forbidden)
     bugs = "\n".join(f"- {bug}" for bug in part.bugs)
     return (f"**Rules for `{part.name}`** ({points}). "
-            + ("Write it yourself. " if part.check is not None else "Write it with tensor operations. ")
+            + ("Write it yourself. " if part.check is not None or part.effects is not None else "Write it with tensor operations. ")
             + (f"These calls would do the work in one line, so using them scores 0 for this part: {calls}. "
                if calls else "")
-            + ("The grader calls your function on its own cases. Its draws are random, so its outputs are not "
+            + (part.grading if part.grading else
+               "The grader calls your function on its own cases. Its draws are random, so its outputs are not "
                "compared with the reference's: the grader checks the properties every right output has, and "
                "counts how often each outcome occurs, which must lie within five standard deviations of the "
                "expected rate (a right answer fails about once in 100,000 gradings)." if part.check is not None else

@@ -34,7 +34,8 @@ from pathlib import Path
 
 import torch
 
-from dl4nlp.exercises import NOT_DIFFERENTIABLE, Case, Outcome, Verdict, call, generator, judge, passed_fraction
+from dl4nlp.exercises import (NOT_DIFFERENTIABLE, Case, Outcome, Verdict, generator, judge, passed_fraction,
+                              reference_outcomes)
 from dl4nlp.exercises.calls import FORBIDDEN, REFERENCE, explain
 from dl4nlp.instructor import GradingError
 from dl4nlp.instructor.autograde.rubric import Rubric, load_rubric, trapped_package
@@ -240,14 +241,16 @@ class Grader:
             cases[part.name] = part.cases(generator(*self._seed_words(student, part.name, content)))
         buffer = io.BytesIO()
         torch.save({name: [case.args for case in drawn] for name, drawn in cases.items()}, buffer)
-        expected = {name: [call(rubric.exercises.part(name).reference(), case) for case in drawn]
+        expected = {name: reference_outcomes(rubric.exercises.part(name), drawn)
                     for name, drawn in cases.items()}
         header = {"cells": [[cell.index, cell.source] for cell in submission.runnable],
                   "parts": {part.name: part.module for part in rubric.exercises.parts},
                   "forbidden": {part.name: list(part.forbidden) for part in rubric.exercises.parts},
                   "given": {part.name: {name: f"{function.__module__}:{function.__qualname__}"
                                         for name, function in part.given.items()}
-                            for part in rubric.exercises.parts if part.given}}
+                            for part in rubric.exercises.parts if part.given},
+                  "effects": {part.name: f"{part.effects.__module__}:{part.effects.__qualname__}"
+                              for part in rubric.exercises.parts if part.effects is not None}}
         with self._lock:
             uid = next(self._uids) if self.sandbox.drops_user else None
         if not self._workers:

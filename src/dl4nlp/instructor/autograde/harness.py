@@ -149,6 +149,8 @@ class Harness:
         # {part: {name: the grader's own function}}: bound in the namespace while the part runs (Part.given)
         self.given = {part: {name: _resolve(where) for name, where in functions.items()}
                       for part, functions in job.get("given", {}).items()}
+        # {part: the grader's function that reads what a call left in its arguments} (Part.effects)
+        self.effects = {part: _resolve(where) for part, where in job.get("effects", {}).items()}
         self.namespace = {"__name__": "__main__", "__builtins__": builtins,
                           "display": lambda *objects, **options: None, "get_ipython": lambda: None}
         self.builtins = dict(vars(builtins))  # pristine: no student code has run yet
@@ -221,7 +223,7 @@ class Harness:
         try:
             with _alarm(self.job["cell_timeout"]), self.exercises.binding(self.given.get(name, {}), self.namespace):
                 for args in self.cases[name]:
-                    outcome = self.exercises.call(watched, self.exercises.Case(tuple(args), ""))
+                    outcome = self.exercises.call(watched, self.exercises.Case(tuple(args), ""), self.effects.get(name))
                     self.guard()
                     outcomes.append((outcome.output, outcome.gradients, outcome.error))
                     if outcome.error and outcome.error.startswith("MemoryError"):
