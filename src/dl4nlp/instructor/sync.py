@@ -144,7 +144,8 @@ def rules_cell_source(part: Part) -> str:
     calls = ", ".join(f"`{name}`" for name in part.forbidden)
     bugs = "\n".join(f"- {bug}" for bug in part.bugs)
     return (f"**Rules for `{part.name}`** ({points}). "
-            + ("Write it yourself. " if part.check is not None or part.effects is not None else "Write it with tensor operations. ")
+            + ("Write it yourself. " if part.check is not None or part.effects is not None
+               else "Write it with tensor operations. ")
             + (f"These calls would do the work in one line, so using them scores 0 for this part: {calls}. "
                if calls else "")
             + (part.grading if part.grading else
@@ -154,8 +155,8 @@ def rules_cell_source(part: Part) -> str:
                "expected rate (a right answer fails about once in 100,000 gradings)." if part.check is not None else
                "The grader calls your function on its own cases and compares the outputs, and their gradients "
                "with respect to every input, with the reference implementation." if part.gradients else
-               "The grader calls your function on its own cases and compares its outputs (gradients themselves) "
-               "with the reference implementation's.")
+               "The grader calls your function on its own cases and compares its outputs with the reference "
+               "implementation's (the outputs only: no gradients are taken of them).")
             + (f" If a wrong answer matches one of these typical bugs, the feedback names it:\n\n{bugs}"
                if bugs else ""))
 
