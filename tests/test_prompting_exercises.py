@@ -68,3 +68,17 @@ def test_few_shot_prompt_takes_its_options_by_keyword_too():
     assert few_shot_prompt("[X] It was [Z]", [("Fine.", 1)], "Dull.", verbalizer, separator=" | ") \
         == few_shot_prompt("[X] It was [Z]", [("Fine.", 1)], "Dull.", verbalizer, "", "", " | ") \
         == "Fine. It was good | Dull. It was"
+
+
+def test_the_grader_copies_agree_with_the_references():
+    from dl4nlp import prompting
+    from dl4nlp.exercises import prompting as grader
+
+    for part_name, copy in (("few_shot_prompt", grader.fill_template),
+                            ("label_word_scores", grader.continuation_log_probs)):
+        given = exercises.load("prompting").part(part_name).given
+        assert list(given.values()) == [copy] and copy is not getattr(prompting, copy.__name__)
+    for case in exercises.load("prompting").part("fill_template").cases(exercises.generator("copies", "f")):
+        assert grader.fill_template(*case.args) == prompting.fill_template(*case.args)
+    for case in exercises.load("prompting").part("continuation_log_probs").cases(exercises.generator("copies", "c")):
+        assert torch.equal(grader.continuation_log_probs(*case.args), prompting.continuation_log_probs(*case.args))

@@ -18,8 +18,8 @@ space, gives other numbers. The model is deterministic (no dropout) and the scor
 `calibrate` is compared with outputs and gradients; its cases have a content-free distribution far from uniform,
 so that multiplying by it, dividing by the uniform or forgetting to renormalize differ.
 
-While `few_shot_prompt` runs, the notebook's `fill_template` is the reference (`Part.given`), and while
-`label_word_scores` runs, its `continuation_log_probs` is: a bug in one part never costs another its points.
+While `few_shot_prompt` runs, the notebook's `fill_template` is the grader's copy of the reference (`Part.given`), and
+while `label_word_scores` runs, its `continuation_log_probs` is: a bug in one part never costs another its points.
 """
 
 from __future__ import annotations
@@ -34,7 +34,35 @@ from torch.nn import functional as F
 
 from dl4nlp.exercises import Assignment, Case, Part, normal
 from dl4nlp.gpt import GPT, GPTConfig
-from dl4nlp.prompting import Verbalizer, continuation_log_probs, fill_template
+from dl4nlp.prompting import ANSWER_SLOT, INPUT_SLOT, Verbalizer, causal_lm_logits, check_template, model_device
+
+# --- the grader's copies of the functions that later parts call (`Part.given`) ---------------------------------
+
+
+def fill_template(template: str, x: str, answer: str | None = None) -> str:
+    """The grader's copy of `dl4nlp.prompting.fill_template`."""
+    check_template("fill_template", template)
+    filled = template.replace(INPUT_SLOT, x)
+    return filled.replace(ANSWER_SLOT, answer) if answer is not None else filled[:filled.rindex(ANSWER_SLOT)].rstrip()
+
+
+def continuation_log_probs(model: Any, prompt_ids: Sequence[int], continuations: Sequence[Sequence[int]]
+                           ) -> torch.Tensor:
+    """The grader's copy of `dl4nlp.prompting.continuation_log_probs`."""
+    if not prompt_ids or not continuations or not all(continuations):
+        raise ValueError("continuation_log_probs: the prompt and every continuation need at least one token")
+    rows = [list(prompt_ids) + list(c) for c in continuations]
+    T = max(map(len, rows))
+    padded = torch.tensor([row + [row[-1]] * (T - len(row)) for row in rows], device=model_device(model))
+    with torch.no_grad():
+        log_probs = F.log_softmax(causal_lm_logits(model, padded).float(), dim=-1)  # (B, T, V)
+    P = len(prompt_ids)
+    scores = []
+    for b, continuation in enumerate(continuations):
+        positions = torch.arange(P - 1, P - 1 + len(continuation), device=padded.device)
+        scores.append(log_probs[b, positions, torch.tensor(list(continuation), device=padded.device)].sum())
+    return torch.stack(scores).cpu()  # (N,)
+
 
 # --- the grader's tokenizer: GPT-2's leading spaces, words of one token and of several ------------------------
 
