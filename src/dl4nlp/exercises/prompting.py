@@ -12,8 +12,8 @@ differs and an off-by-one position, a missing sub-token or a summed prompt shows
 grader's own (`CaseTokenizer`): GPT-2's convention that a word's leading space belongs to its first token
 (" good" and "good" are different tokens), and a small vocabulary in which some label words are one token and
 others several (" terrible" -> " ter", "rible"), so that reading only a word's first token, or leaving out the
-space, gives other numbers. The model is deterministic (no dropout) and the scores need no gradients
-(`Part.gradients` False): the reference computes them under torch.no_grad().
+space, gives other numbers. The model is deterministic (no dropout) and the scores need no gradients: the
+reference computes them under torch.no_grad(), so only their values are compared (`exercises.mismatch`).
 
 `calibrate` is compared with outputs and gradients; its cases have a content-free distribution far from uniform,
 so that multiplying by it, dividing by the uniform or forgetting to renormalize differ.
@@ -412,7 +412,6 @@ ASSIGNMENT = Assignment(
     name="prompting",
     parts=(
         Part("fill_template", "dl4nlp.prompting", 1, template_cases, forbidden=(*_OPENPROMPT, *_PRIVATE),
-             gradients=False,
              bugs={"the prompt is cut after [Z] instead of before it: the answer slot stays in the prompt":
                        fill_keeps_slot,
                    "the space before [Z] is kept at the end of the prompt (the label word brings its own "
@@ -420,7 +419,7 @@ ASSIGNMENT = Assignment(
                    "the answer is ignored: a demonstration needs its label word in the slot":
                        fill_ignores_answer}),
         Part("few_shot_prompt", "dl4nlp.prompting", 2, few_shot_cases, forbidden=(*_OPENPROMPT, *_PRIVATE),
-             gradients=False, given={"fill_template": fill_template},
+             given={"fill_template": fill_template},
              bugs={"the label leaks into the query: the query's answer slot must stay open":
                        few_shot_label_leaks,
                    "the demonstrations are in the wrong order (reversed)": few_shot_reversed,
@@ -428,7 +427,7 @@ ASSIGNMENT = Assignment(
                        few_shot_label_numbers,
                    "header and query_header are ignored": few_shot_headers_ignored}),
         Part("continuation_log_probs", "dl4nlp.prompting", 3, continuation_cases,
-             forbidden=(*_PIPELINES, *_GENERATION, *_PRIVATE), gradients=False,
+             forbidden=(*_PIPELINES, *_GENERATION, *_PRIVATE),
              bugs={"only the first sub-token of a continuation is scored (a word of several tokens needs the "
                    "chain rule: sum over all its tokens)": continuation_first_token_only,
                    "the log-probabilities of the prompt's tokens are summed as well: only the continuation's "
@@ -438,7 +437,7 @@ ASSIGNMENT = Assignment(
                    "the mean over the continuation's tokens instead of their sum": continuation_mean,
                    "raw logits are summed: take log_softmax over the vocabulary first": continuation_logits}),
         Part("label_word_scores", "dl4nlp.prompting", 2, word_cases,
-             forbidden=(*_PIPELINES, *_GENERATION, *_PRIVATE), gradients=False,
+             forbidden=(*_PIPELINES, *_GENERATION, *_PRIVATE),
              given={"continuation_log_probs": continuation_log_probs},
              bugs={"no leading space on the label word: encode ' ' + word, the way the word follows the prompt":
                        words_without_space,
