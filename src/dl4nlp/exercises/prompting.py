@@ -427,7 +427,7 @@ ASSIGNMENT = Assignment(
                        few_shot_label_numbers,
                    "header and query_header are ignored": few_shot_headers_ignored}),
         Part("continuation_log_probs", "dl4nlp.prompting", 3, continuation_cases,
-             forbidden=(*_PIPELINES, *_GENERATION, *_PRIVATE),
+             forbidden=(*_PIPELINES, *_GENERATION, *_PRIVATE), rtol=1e-6,  # scores down to about -120
              bugs={"only the first sub-token of a continuation is scored (a word of several tokens needs the "
                    "chain rule: sum over all its tokens)": continuation_first_token_only,
                    "the log-probabilities of the prompt's tokens are summed as well: only the continuation's "
@@ -437,7 +437,7 @@ ASSIGNMENT = Assignment(
                    "the mean over the continuation's tokens instead of their sum": continuation_mean,
                    "raw logits are summed: take log_softmax over the vocabulary first": continuation_logits}),
         Part("label_word_scores", "dl4nlp.prompting", 2, word_cases,
-             forbidden=(*_PIPELINES, *_GENERATION, *_PRIVATE),
+             forbidden=(*_PIPELINES, *_GENERATION, *_PRIVATE), rtol=1e-6,
              given={"continuation_log_probs": continuation_log_probs},
              bugs={"no leading space on the label word: encode ' ' + word, the way the word follows the prompt":
                        words_without_space,
