@@ -341,6 +341,20 @@ ONE_LINERS = {
                 return transformers.TopPLogitsWarper(top_p=p)(None, logits)
             """,
     },
+    "prompting": {
+        "fill_template": """\
+            def fill_template(template, x, answer=None):
+                from openprompt.prompts import ManualTemplate
+                return ManualTemplate(text=template).wrap_one_example({"text_a": x, "tgt_text": answer})
+            """,
+        "label_word_scores": """\
+            import transformers
+
+            def label_word_scores(model, tokenizer, prompts, words):
+                scorer = transformers.pipeline("zero-shot-classification", model=model, tokenizer=tokenizer)
+                return torch.tensor([scorer(prompt, candidate_labels=list(words))["scores"] for prompt in prompts])
+            """,
+    },
 }
 
 

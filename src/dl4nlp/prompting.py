@@ -112,7 +112,7 @@ class Verbalizer:
         return self.words[label][0]
 
 
-def few_shot_prompt(template: str, examples: Sequence[tuple[str, int]], query: str, verbalizer: Verbalizer, *,
+def few_shot_prompt(template: str, examples: Sequence[tuple[str, int]], query: str, verbalizer: Verbalizer,
                     header: str = "", query_header: str = "", separator: str = "\n\n") -> str:
     """A prompt with k demonstrations: each example's input and label word filled into the template, then the
     query with its answer slot open (k = 0: zero-shot).
@@ -153,14 +153,19 @@ def _encode(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer.encode(text, add_special_tokens=False))
 
 
-def _logits(model: Any, input_ids: Tensor) -> Tensor:
-    """(B, T, V) from our GPT (a tensor) or a transformers causal LM (an output with .logits)."""
+def causal_lm_logits(model: Any, input_ids: Tensor) -> Tensor:
+    """The logits (B, T, V) of a causal LM for input_ids (B, T): our GPT returns them as a tensor, a transformers
+    model as an output with .logits. The logits at position t score the token at t + 1."""
     output = model(input_ids)
     return output if isinstance(output, Tensor) else output.logits
 
 
-def _device(model: Any) -> torch.device:
+def model_device(model: Any) -> torch.device:
+    """The device of a model's parameters (where its inputs must go)."""
     return next(model.parameters()).device
+
+
+_logits, _device = causal_lm_logits, model_device
 
 
 def continuation_log_probs(model: Any, prompt_ids: Sequence[int], continuations: Sequence[Sequence[int]]
@@ -177,9 +182,10 @@ def continuation_log_probs(model: Any, prompt_ids: Sequence[int], continuations:
         raise ValueError("continuation_log_probs: the prompt and every continuation need at least one token")
     rows = [list(prompt_ids) + list(c) for c in continuations]
     T = max(map(len, rows))
-    padded = torch.tensor([row + [row[-1]] * (T - len(row)) for row in rows], device=_device(model))  # (B, T)
+    padded = torch.tensor([row + [row[-1]] * (T - len(row)) for row in rows], device=model_device(model))  # (B, T)
     with torch.no_grad():
-        log_probs = F.log_softmax(_logits(model, padded).float(), dim=-1)  # (B, T, V); right padding is never read
+        logits = causal_lm_logits(model, padded).float()  # (B, T, V); the right padding is never read
+        log_probs = F.log_softmax(logits, dim=-1)  # (B, T, V)
     P = len(prompt_ids)
     scores = []
     for b, continuation in enumerate(continuations):
@@ -197,8 +203,8 @@ def label_word_scores(model: Any, tokenizer: Any, prompts: Sequence[str], words:
       prompts ending where the word goes; words, W label words, each scored as the continuation " word".
     Returns: (N, W) log-probabilities.
     """
-    word_ids = [_encode(tokenizer, " " + word) for word in words]
-    return torch.stack([continuation_log_probs(model, _encode(tokenizer, prompt), word_ids)
+    word_ids = [tokenizer.encode(" " + word, add_special_tokens=False) for word in words]  # " good": its space
+    return torch.stack([continuation_log_probs(model, tokenizer.encode(prompt, add_special_tokens=False), word_ids)
                         for prompt in prompts])  # (N, W)
 
 

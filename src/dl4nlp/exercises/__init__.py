@@ -396,8 +396,8 @@ def mismatch(part: Part, case: Case, expected: Outcome, got: Outcome) -> str | N
     if part.check is not None:
         return got.error or checked(part, case, got.output)
     problem = got.error or difference(expected.output, got.output, part.atol, part.rtol)
-    if problem or not part.gradients or not expected.gradients:
-        return problem
+    if problem or not part.gradients or not expected.gradients or expected.gradients == NOT_DIFFERENTIABLE:
+        return problem  # a reference that computes without autograd (under torch.no_grad()): outputs only
     if got.gradients == NOT_DIFFERENTIABLE or len(got.gradients) != len(expected.gradients):
         return ("the output is right but gradients cannot flow back through it to the inputs: compute it "
                 "with torch operations on the inputs (no numpy, .detach(), .item() or torch.no_grad())")
