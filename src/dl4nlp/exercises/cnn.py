@@ -137,7 +137,34 @@ def classify_cases(generator: torch.Generator) -> list[Case]:
         drawn.append(Case((tokens, lengths, embedding, convs, FixedDropout(features, 0.25, generator), head),
                           f"kernels {list(kernels)}, {C} filters each, stride {stride}, batch {B}, T={T}, "
                           f"lengths {lengths.tolist()}"))
+    drawn.append(windows_over_padding_case(generator, V))
     return drawn
+
+
+def windows_over_padding_case(generator: torch.Generator, V: int) -> Case:
+    """Every word vector below zero, every filter weight above zero and a large bias: each real
+    word lowers a window's score, so a window that runs into the padding scores higher than
+    every window inside the sentence. Pooling that ignores the lengths always changes the answer."""
+    B, T, D, C, kernels, classes = 3, 8, 3, 3, (2, 3), 2
+    lengths = draw_lengths(generator, B, T)
+    lengths[1] = 4  # one sentence shorter than the batch and longer than every kernel
+    tokens = torch.randint(1, V, (B, T), generator=generator)
+    tokens[torch.arange(T) >= lengths[:, None]] = 0  # <pad>
+    embedding = nn.Embedding(V, D, padding_idx=0)
+    convs = nn.ModuleList(TorchConv(D, C, K, 1, generator) for K in kernels)
+    head = nn.Linear(len(kernels) * C, classes)
+    with torch.no_grad():
+        embedding.weight.copy_(-normal(generator, V, D).abs() - 0.2)
+        embedding.weight[0] = 0
+        for conv in convs:
+            conv.weight.abs_().add_(0.1)
+            conv.bias.uniform_(8, 10, generator=generator)  # every window above zero: the ReLU keeps them all
+        head.weight.uniform_(-0.5, 0.5, generator=generator)
+        head.bias.uniform_(-0.5, 0.5, generator=generator)
+    return Case((tokens, lengths, embedding, convs, FixedDropout(len(kernels) * C, 0.25, generator), head),
+                f"kernels {list(kernels)}, {C} filters each, batch {B}, T={T}, lengths {lengths.tolist()}, "
+                f"every word vector negative and every filter weight positive (a window over the padding "
+                f"scores highest)")
 
 
 # --- typical bugs: known-wrong variants the feedback names -----------------------------------
