@@ -154,8 +154,9 @@ def training_step(model: nn.Module, batch: Batch, loss_fn: LossFunction, optimiz
 
     Args: model; batch, on the model's device; loss_fn(model, batch) -> scalar loss; optimizer over
       the model's parameters; clip, the largest gradient norm (None: no clipping); scheduler, e.g.
-      `dl4nlp.finetune.warmup_schedule`, or None; scaler, a torch.amp.GradScaler for mixed precision
-      on a GPU (the loss is then computed under autocast in float16), or None.
+      the one `dl4nlp.finetune.optimizer_and_schedule` returns, or None; scaler, a
+      torch.amp.GradScaler for mixed precision on a GPU (the loss is then computed under autocast
+      in float16), or None.
     Returns: the loss before the step, as a float.
     """
     optimizer.zero_grad()
