@@ -276,6 +276,41 @@ def _fits(sentence: str, template: str) -> bool:
     return re.fullmatch(pattern, sentence) is not None
 
 
+def test_review_corpus_is_deterministic_and_ends_every_review_with_a_verdict_of_its_label():
+    """Every review is a plain generated sentence followed by one phrase and a verdict word of the document's
+    one style; the verdict word agrees with the review's sentiment (read off its adjective); the prior holds."""
+    import re
+
+    from dl4nlp.data.corpus import REVIEW_VERDICTS, make_review_corpus
+    from dl4nlp.data.sentiment import NEGATIVE_ADJECTIVES, POSITIVE_ADJECTIVES
+
+    corpus = make_review_corpus(300, seed=0)
+    assert corpus == make_review_corpus(300, seed=0) and corpus != make_review_corpus(300, seed=1)
+    assert make_review_corpus(0, seed=0) == []
+    positive_reviews = total = 0
+    for document in corpus:
+        styles = [name for name, (phrases, _) in REVIEW_VERDICTS.items() if any(f" {p} " in document for p in phrases)]
+        assert len(styles) == 1, document
+        phrases, words = REVIEW_VERDICTS[styles[0]]
+        verdict = "|".join(re.escape(p) for p in phrases)
+        answers = {word: label for label, options in words.items() for word, _ in options}
+        reviews = re.findall(rf"(.+?) (?:{verdict}) ({'|'.join(answers)}) \.(?: |$)", document)
+        assert 1 <= len(reviews) <= 3 and all(r.endswith(" .") and r.count(".") == 1 for r, _ in reviews), document
+        for review, answer in reviews:
+            tokens = set(review.split())
+            label = 1 if tokens & set(POSITIVE_ADJECTIVES) else 0
+            assert bool(tokens & set(NEGATIVE_ADJECTIVES)) != bool(label), review  # plain: one polarity
+            assert answers[answer] == label, (review, answer)
+            positive_reviews += label
+            total += 1
+    assert 0.5 < positive_reviews / total < 0.7  # positive_share 0.6
+    assert all("review :" not in document and "positive" not in document for document in corpus)
+    with pytest.raises(ValueError, match="documents"):
+        make_review_corpus(-1, seed=0)
+    with pytest.raises(ValueError, match="positive_share"):
+        make_review_corpus(3, seed=0, positive_share=1.5)
+
+
 def test_story_wordpiece_tokenizer_follows_berts_conventions():
     from dl4nlp.bert import encode_pairs, make_nsp_pairs
     from dl4nlp.data.corpus import SPECIAL_TOKENS, make_story_corpus, story_wordpiece_tokenizer

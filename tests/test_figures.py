@@ -77,6 +77,13 @@ EXPECTED_LABELS = {
     "reproducibility.random_draws_figure": ["one global generator", "with a print", "every later draw moves",
                                             "seed + 1", "seed + 2", "nothing moves", "weights", "batch order",
                                             "dropout", "d_{4}"],
+    "choosing.eras_figure": ["rule-based", "statistical", "neural\nend-to-end", "pretrain and\nfinetune",
+                             "pretrain and\nprompt", "VADER", "naive\nBayes", "labelled data", "you can read",
+                             "performance and ability to generalize", "control and interpretability"],
+    "choosing.learning_curve_figure": ["labelled training examples", "training accuracy", "validation accuracy",
+                                       "overfitting", "guessing", "mean ± sd over 3 seeds", "0.98", "2,000"],
+    "choosing.word_evidence_figure": ["“not”", "“good”", "VADER", "logistic regression", "→ positive",
+                                      "negative ←", "evidence for positive"],
     "cnn.text_cnn_figure": ["sentence", "K = 2", "K = 3", "max over time", "pooled vector", "linear", "softmax",
                             "P(positive)"],
 }
@@ -367,6 +374,32 @@ def test_data_efficiency_figure_labels_the_means() -> None:
     assert "data efficiency: mean ± sd over 3 seeds" in texts
     with pytest.raises(ValueError, match="one list of values per size"):
         data_efficiency_figure([8, 32], [[0.6]], [[0.5], [0.6]])
+
+
+def test_learning_curve_figure_labels_the_validation_means_and_the_baselines() -> None:
+    from dl4nlp.figures.choosing import learning_curve_figure
+
+    texts = _texts(learning_curve_figure([10, 40], [[1.0, 1.0], [0.9, 1.0]], [[0.5, 0.6], [0.8, 0.9]],
+                                         baselines={"naive Bayes": [[0.7, 0.71], [0.72, 0.74]]}, model="CNN"))
+    assert {"0.55", "0.85", "0.70", "0.73"} <= set(texts)
+    assert {"CNN: training accuracy", "naive Bayes: validation accuracy", "mean ± sd over 2 seeds"} <= \
+        {text.replace("learning curve: ", "") for text in texts}
+    with pytest.raises(ValueError, match="one list of values per size"):
+        learning_curve_figure([10, 40], [[1.0]], [[0.5], [0.6]])
+
+
+def test_word_evidence_figure_draws_one_bar_per_word_and_model() -> None:
+    from matplotlib.patches import Rectangle
+
+    from dl4nlp.figures.choosing import word_evidence_figure
+
+    figure = word_evidence_figure(["a", "dull", "film"], [0.0, -1.5, 0.0], [0.1, -0.9, 0.2])
+    bars = [p for p in figure.axes[0].patches if isinstance(p, Rectangle)]
+    assert sorted(round(bar.get_width(), 6) for bar in bars) == sorted([0.0, -1.5, 0.0, 0.1, -0.9, 0.2])
+    ticks = dict(zip([t.get_text() for t in figure.axes[0].get_yticklabels()], figure.axes[0].get_yticks()))
+    assert sorted(ticks, key=ticks.get, reverse=True) == ["“a”", "“dull”", "“film”"]  # the first word on top
+    with pytest.raises(ValueError, match="one lexicon score and one weight per word"):
+        word_evidence_figure(["a"], [0.0, 1.0], [0.0])
 
 
 def test_confusion_matrix_figure_puts_true_classes_in_rows() -> None:

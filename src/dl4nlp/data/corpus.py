@@ -15,10 +15,16 @@ corpus on every machine); `story_wordpiece_tokenizer` builds a small WordPiece v
 them (the special tokens, the characters, the corpus's words) with the `tokenizers` library and
 wraps it as a Hugging Face `BertTokenizerFast`, so that `dl4nlp.bert.encode_pairs` and
 `mask_tokens` take it as they take BERT's own tokenizer.
+
+The prompting chapter needs other text: opinions followed by verdicts, so that a small GPT pretrained
+on it can be prompted for sentiment. `make_review_corpus` writes documents of generated movie
+reviews (`dl4nlp.data.sentiment`), each followed by a verdict in everyday words ("overall , it was
+good ."), never in a prompt's format.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -152,3 +158,49 @@ def story_wordpiece_tokenizer(texts: Sequence[str], vocab_size: int | None = Non
     tokenizer.decoder = decoders.WordPiece(prefix="##")
     return BertTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
                              cls_token="[CLS]", mask_token="[MASK]", do_lower_case=True)
+
+
+# --- reviews followed by verdicts: the text a small GPT is pretrained on to be prompted ---------------------
+
+# style: (phrases that lead into the verdict, {label: [(verdict word, probability), ...]}); label 1 positive.
+REVIEW_VERDICTS: dict[str, tuple[list[str], dict[int, list[tuple[str, float]]]]] = {
+    "verdict": (["overall , it was", "all in all , it was", "in the end it was", "i thought it was"],
+                {1: [("good", 0.7), ("great", 0.3)], 0: [("bad", 0.5), ("terrible", 0.5)]}),
+    "recommend": (["would i recommend it ?", "do i recommend it ?", "worth seeing ?"],
+                  {1: [("yes", 1.0)], 0: [("no", 1.0)]}),
+    "rating": (["my rating :", "i give it"], {1: [("five stars", 1.0)], 0: [("one star", 1.0)]}),
+}
+
+
+def make_review_corpus(documents: int, seed: int, positive_share: float = 0.6) -> list[str]:
+    """Documents of one to three generated reviews, each followed by a verdict in the document's style.
+
+    Each document picks one style of `REVIEW_VERDICTS` ("overall , it was good .", "would i recommend it ?
+    yes .", "my rating : five stars ."); each review is a plain sentence of
+    `dl4nlp.data.sentiment.synthetic_sentence` ("the plot was really clever ."), positive with probability
+    `positive_share`, followed by a phrase of the style and a verdict word drawn for its label. Like real text,
+    the corpus has a prior: more positive reviews, and "good" more often after a positive review than "bad"
+    after a negative one. It never holds a prompt's format (no "review :", no label names, no demonstrations).
+
+    Args: documents, how many (at least 0); seed, for `random.Random` (the same seed, the same corpus on every
+      machine); positive_share in [0, 1].
+    Returns: the documents, lowercase, tokens separated by spaces.
+    """
+    from dl4nlp.data.sentiment import synthetic_sentence
+
+    if isinstance(documents, bool) or not isinstance(documents, int) or documents < 0:
+        raise ValueError(f"make_review_corpus: documents must be an integer >= 0, got {documents!r}")
+    if not 0 <= positive_share <= 1:
+        raise ValueError(f"make_review_corpus: positive_share must be in [0, 1], got {positive_share!r}")
+    rng = random.Random(seed)
+    corpus = []
+    for _ in range(documents):
+        phrases, words = REVIEW_VERDICTS[rng.choice(list(REVIEW_VERDICTS))]
+        reviews = []
+        for _ in range(rng.choice((1, 1, 2, 3))):
+            label = int(rng.random() < positive_share)
+            options, weights = zip(*words[label])
+            verdict = rng.choices(options, weights)[0]
+            reviews.append(f"{synthetic_sentence('plain', label, rng)} {rng.choice(phrases)} {verdict} .")
+        corpus.append(" ".join(reviews))
+    return corpus
