@@ -190,7 +190,9 @@ def causal_self_attention(x: Tensor, c_attn: Sublayer, c_proj: Sublayer, num_hea
                      past_values=(past[1], "B H P Dh"))
         past_length = past[0].shape[2]
         k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, H, T_past + T, Dh)
-    weights = attention_weights(q, k, decoder_mask(T, past_length, device=x.device))  # (B, H, T, T_past + T)
+    # One new token, each step of generation, may attend to every key: its row of the mask is all True.
+    attn_mask = decoder_mask(T, past_length, device=x.device) if T > 1 else None  # (T, T_past + T)
+    weights = attention_weights(q, k, attn_mask)  # (B, H, T, T_past + T)
     heads = weighted_sum(weights if dropout is None else dropout(weights), v)  # (B, H, T, Dh)
     return c_proj(merge_heads(heads)), (k, v)  # (B, T, D), the cache
 
@@ -242,7 +244,12 @@ class GPTMLP(nn.Module):
         self.activation = GPT_ACTIVATIONS[config.activation_function]
 
     def forward(self, x: Tensor) -> Tensor:
-        return feedforward(x, self.c_fc, self.c_proj, self.activation, nn.Identity())  # (B, T, D)
+        return feedforward(x, self.c_fc, self.c_proj, self.activation, no_dropout)  # (B, T, D)
+
+
+def no_dropout(x: Tensor) -> Tensor:
+    """GPT-2 drops nothing between the feedforward's two layers."""
+    return x
 
 
 class GPTBlock(nn.Module):
