@@ -231,7 +231,8 @@ class GPTAttention(nn.Module):
         self.attn_dropout = nn.Dropout(config.attn_pdrop)
 
     def forward(self, x: Tensor, past: KeyValue | None = None) -> tuple[Tensor, KeyValue]:
-        return causal_self_attention(x, self.c_attn, self.c_proj, self.num_heads, past, self.attn_dropout)
+        dropout = self.attn_dropout if self.training else None  # eval mode: no dropout, not even its call
+        return causal_self_attention(x, self.c_attn, self.c_proj, self.num_heads, past, dropout)
 
 
 class GPTMLP(nn.Module):
@@ -248,7 +249,8 @@ class GPTMLP(nn.Module):
 
 
 def no_dropout(x: Tensor) -> Tensor:
-    """GPT-2 drops nothing between the feedforward's two layers."""
+    """The identity: GPT-2 drops nothing between the feedforward's two layers, and nn.Dropout in eval mode is the
+    identity too (at a module call per use, which adds up over the steps of generation)."""
     return x
 
 
@@ -264,7 +266,8 @@ class GPTBlock(nn.Module):
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
 
     def forward(self, x: Tensor, past: KeyValue | None = None) -> tuple[Tensor, KeyValue]:
-        return decoder_block(x, partial(self.attn, past=past), self.mlp, self.ln_1, self.ln_2, self.resid_dropout)
+        dropout = self.resid_dropout if self.training else no_dropout  # eval mode: no dropout, not even its call
+        return decoder_block(x, partial(self.attn, past=past), self.mlp, self.ln_1, self.ln_2, dropout)
 
 
 class GPTOutput(NamedTuple):
