@@ -517,15 +517,16 @@ def generate(model: GPT, input_ids: Tensor, max_new_tokens: int, do_sample: bool
     was_training = model.training
     model.eval()
     try:
-        tokens, cache = input_ids, None
-        for _ in range(max_new_tokens):
-            if use_cache:
-                newest = tokens if cache is None else tokens[:, -1:]  # (B, T) first, then (B, 1)
-                logits, cache = model(newest, past_key_values=cache, use_cache=True)  # (B, T or 1, V)
-            else:
-                logits = model(tokens)  # (B, T_so_far, V): everything again
-            tokens = torch.cat([tokens, choose(logits[:, -1])[:, None]], dim=1)  # (B, T_so_far + 1)
-        return tokens
+        with torch.inference_mode():  # no_grad, and no version counters on the small tensors of every step
+            tokens, cache = input_ids, None
+            for _ in range(max_new_tokens):
+                if use_cache:
+                    newest = tokens if cache is None else tokens[:, -1:]  # (B, T) first, then (B, 1)
+                    logits, cache = model(newest, past_key_values=cache, use_cache=True)  # (B, T or 1, V)
+                else:
+                    logits = model(tokens)  # (B, T_so_far, V): everything again
+                tokens = torch.cat([tokens, choose(logits[:, -1])[:, None]], dim=1)  # (B, T_so_far + 1)
+        return tokens.clone()  # an ordinary tensor again (an inference tensor cannot be saved for backward)
     finally:
         model.train(was_training)
 
