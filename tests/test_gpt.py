@@ -198,6 +198,17 @@ def test_generate_restores_training_mode_and_needs_no_new_tokens(pair):
     ours.eval()
 
 
+def test_generated_tokens_are_ordinary_tensors_that_training_can_use(pair):
+    """generate runs under inference_mode; what it returns must still be usable where autograd records (the
+    embedding saves its indices for backward, which an inference tensor refuses)."""
+    ours, _ = pair
+    tokens = generate(ours, torch.randint(0, 97, (2, 3), generator=torch.Generator().manual_seed(8)), 4)
+    assert not tokens.is_inference()
+    ours(tokens).logsumexp(-1).sum().backward()
+    assert all(parameter.grad is not None for parameter in ours.parameters())
+    ours.zero_grad(set_to_none=True)
+
+
 @pytest.mark.parametrize("p", [0.05, 0.3, 0.5, 0.9, 0.99, 1.0])
 def test_top_p_and_top_k_equal_transformers_logits_processors(p):
     logits = torch.randn(6, 40, generator=torch.Generator().manual_seed(8)) * 3

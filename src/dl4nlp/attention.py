@@ -46,6 +46,23 @@ from dl4nlp.shapes import check_lengths, check_shapes, optional, shapes
 Sublayer = Callable[[Tensor], Tensor]  # a module or function of one tensor: a projection, dropout, a block's sublayer
 
 
+def _broadcast_shapes(*shapes: tuple[int, ...]) -> torch.Size | None:
+    """The shape that `shapes` broadcast to, as torch.broadcast_shapes, or None if they do not broadcast.
+
+    Plain Python: the checks run at every attention call (every layer, every generated token), and
+    torch.broadcast_shapes, written for symbolic shapes, costs more than the attention of one token.
+    """
+    result = [1] * max(len(shape) for shape in shapes)
+    for shape in shapes:
+        for index, size in enumerate(shape, len(result) - len(shape)):  # aligned at the right
+            if size == 1 or size == result[index]:
+                continue
+            if result[index] != 1:
+                return None
+            result[index] = size
+    return torch.Size(result)
+
+
 def _check_attention_inputs(function: str, **tensors: tuple[Tensor, str]) -> tuple[torch.Size, dict[str, int]]:
     """Check tensors (..., X, Y) against the letters of their last two dimensions, e.g. q=(q, "T_q Dh").
 
@@ -69,9 +86,8 @@ def _check_attention_inputs(function: str, **tensors: tuple[Tensor, str]) -> tup
                 raise ValueError(f"{function}: {name} should have shape {expected} = (..., {numbers}), but it has "
                                  f"shape {tuple(tensor.shape)} (does not match). Known sizes so far: "
                                  + ", ".join(f"{key}={value}" for key, value in sizes.items()))
-    try:
-        leading = torch.broadcast_shapes(*(tensor.shape[:-2] for tensor, _ in tensors.values()))
-    except RuntimeError:
+    leading = _broadcast_shapes(*(tensor.shape[:-2] for tensor, _ in tensors.values()))
+    if leading is None:
         shapes_given = ", ".join(f"{name} {tuple(tensor.shape)}" for name, (tensor, _) in tensors.items())
         raise ValueError(f"{function}: the leading (batch, head) dimensions should be equal or broadcast "
                          f"together, but they do not: {shapes_given}") from None
@@ -91,10 +107,7 @@ def _check_attn_mask(function: str, attn_mask: Tensor | None, is_causal: bool, t
     if attn_mask.dtype != torch.bool and not attn_mask.is_floating_point():
         raise ValueError(f"{function}: attn_mask should be boolean (True = may attend) or floating point "
                          f"(added to the scores), got {attn_mask.dtype}")
-    try:
-        fits = attn_mask.dim() >= 2 and torch.broadcast_shapes(attn_mask.shape, target) == target
-    except RuntimeError:
-        fits = False
+    fits = attn_mask.dim() >= 2 and _broadcast_shapes(attn_mask.shape, target) == target
     if not fits:
         raise ValueError(f"{function}: attn_mask should have shape (..., T_q, T_k) = {tuple(target)} or one that "
                          f"broadcasts to it, e.g. (T_q, T_k) = {tuple(target[-2:])}, but it has shape "

@@ -190,7 +190,9 @@ def causal_self_attention(x: Tensor, c_attn: Sublayer, c_proj: Sublayer, num_hea
                      past_values=(past[1], "B H P Dh"))
         past_length = past[0].shape[2]
         k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, H, T_past + T, Dh)
-    weights = attention_weights(q, k, decoder_mask(T, past_length, device=x.device))  # (B, H, T, T_past + T)
+    # One new token, each step of generation, may attend to every key: its row of the mask is all True.
+    attn_mask = decoder_mask(T, past_length, device=x.device) if T > 1 else None  # (T, T_past + T)
+    weights = attention_weights(q, k, attn_mask)  # (B, H, T, T_past + T)
     heads = weighted_sum(weights if dropout is None else dropout(weights), v)  # (B, H, T, Dh)
     return c_proj(merge_heads(heads)), (k, v)  # (B, T, D), the cache
 
@@ -229,7 +231,8 @@ class GPTAttention(nn.Module):
         self.attn_dropout = nn.Dropout(config.attn_pdrop)
 
     def forward(self, x: Tensor, past: KeyValue | None = None) -> tuple[Tensor, KeyValue]:
-        return causal_self_attention(x, self.c_attn, self.c_proj, self.num_heads, past, self.attn_dropout)
+        dropout = self.attn_dropout if self.training else None  # eval mode: no dropout, not even its call
+        return causal_self_attention(x, self.c_attn, self.c_proj, self.num_heads, past, dropout)
 
 
 class GPTMLP(nn.Module):
@@ -242,7 +245,13 @@ class GPTMLP(nn.Module):
         self.activation = GPT_ACTIVATIONS[config.activation_function]
 
     def forward(self, x: Tensor) -> Tensor:
-        return feedforward(x, self.c_fc, self.c_proj, self.activation, nn.Identity())  # (B, T, D)
+        return feedforward(x, self.c_fc, self.c_proj, self.activation, no_dropout)  # (B, T, D)
+
+
+def no_dropout(x: Tensor) -> Tensor:
+    """The identity: GPT-2 drops nothing between the feedforward's two layers, and nn.Dropout in eval mode is the
+    identity too (at a module call per use, which adds up over the steps of generation)."""
+    return x
 
 
 class GPTBlock(nn.Module):
@@ -257,7 +266,8 @@ class GPTBlock(nn.Module):
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
 
     def forward(self, x: Tensor, past: KeyValue | None = None) -> tuple[Tensor, KeyValue]:
-        return decoder_block(x, partial(self.attn, past=past), self.mlp, self.ln_1, self.ln_2, self.resid_dropout)
+        dropout = self.resid_dropout if self.training else no_dropout  # eval mode: no dropout, not even its call
+        return decoder_block(x, partial(self.attn, past=past), self.mlp, self.ln_1, self.ln_2, dropout)
 
 
 class GPTOutput(NamedTuple):
@@ -507,15 +517,16 @@ def generate(model: GPT, input_ids: Tensor, max_new_tokens: int, do_sample: bool
     was_training = model.training
     model.eval()
     try:
-        tokens, cache = input_ids, None
-        for _ in range(max_new_tokens):
-            if use_cache:
-                newest = tokens if cache is None else tokens[:, -1:]  # (B, T) first, then (B, 1)
-                logits, cache = model(newest, past_key_values=cache, use_cache=True)  # (B, T or 1, V)
-            else:
-                logits = model(tokens)  # (B, T_so_far, V): everything again
-            tokens = torch.cat([tokens, choose(logits[:, -1])[:, None]], dim=1)  # (B, T_so_far + 1)
-        return tokens
+        with torch.inference_mode():  # no_grad, and no version counters on the small tensors of every step
+            tokens, cache = input_ids, None
+            for _ in range(max_new_tokens):
+                if use_cache:
+                    newest = tokens if cache is None else tokens[:, -1:]  # (B, T) first, then (B, 1)
+                    logits, cache = model(newest, past_key_values=cache, use_cache=True)  # (B, T or 1, V)
+                else:
+                    logits = model(tokens)  # (B, T_so_far, V): everything again
+                tokens = torch.cat([tokens, choose(logits[:, -1])[:, None]], dim=1)  # (B, T_so_far + 1)
+        return tokens.clone()  # an ordinary tensor again (an inference tensor cannot be saved for backward)
     finally:
         model.train(was_training)
 
