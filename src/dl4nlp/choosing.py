@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import copy
 import functools
-import math
 import random
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,8 +39,10 @@ import torch
 from torch import Tensor, nn
 
 from dl4nlp.data import Vocab, build_vocab, make_loader, pad_batch, tokenize
-from dl4nlp.finetune import SequenceClassifier, batch_loss, encode_dataset, freeze, optimizer_and_schedule, predict
+from dl4nlp.finetune import (SequenceClassifier, batch_loss, encode_dataset, freeze, optimizer_and_schedule, predict,
+                             trim_padding)
 from dl4nlp.prompting import Verbalizer, classify_by_likelihood, few_shot_prompt
+from dl4nlp.reproducibility import seed_statistics
 from dl4nlp.training import classification_loss, evaluate, fit
 
 
@@ -284,14 +284,6 @@ def neural_recipe(build: Callable[[int, torch.Generator], nn.Module], *, epochs:
 # --- pretrain and finetune: a pretrained encoder with a task head (dl4nlp.finetune) ----------------------
 
 
-def trim_padding(batch: list[tuple[Tensor, Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor]:
-    """Collate (input_ids, attention_mask, label) examples and cut the padding columns no sentence of the batch
-    needs: a batch of short sentences is not computed at the length of the longest in the data set."""
-    input_ids, attention_mask, labels = torch.utils.data.default_collate(batch)  # (B, T), (B, T), (B,)
-    length = int(attention_mask.sum(dim=1).max())
-    return input_ids[:, :length], attention_mask[:, :length], labels
-
-
 @dataclass(frozen=True)
 class EncoderClassifier:
     """A finetuned `dl4nlp.finetune.SequenceClassifier` with its tokenizer."""
@@ -515,9 +507,8 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> Difference:
     if len(a) != len(b) or len(a) < 2:
         raise ValueError(f"paired_difference: give one value per seed for both, at least two (got {len(a)} and "
                          f"{len(b)})")
-    differences = [float(x) - float(y) for x, y in zip(a, b)]
-    mean = statistics.fmean(differences)
-    error = statistics.stdev(differences) / math.sqrt(len(differences))
+    spread = seed_statistics(float(x) - float(y) for x, y in zip(a, b))  # the differences d_s
+    mean, error = spread.mean, spread.standard_error
     return Difference(mean, error, abs(mean) > 2 * error if error > 0 else abs(mean) > 1e-12)
 
 

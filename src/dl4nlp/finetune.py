@@ -391,3 +391,10 @@ def encode_dataset(tokenizer: Any, sentences: Iterable[str], labels: Iterable[in
     encoded = tokenizer(sentences, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     return torch.utils.data.TensorDataset(encoded["input_ids"], encoded["attention_mask"], torch.tensor(labels))
 
+
+def trim_padding(batch: list[tuple[Tensor, Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor]:
+    """Collate (input_ids, attention_mask, label) examples and cut the padding columns no sentence of the batch
+    needs: a batch of short sentences is not computed at the length of the longest in the data set."""
+    input_ids, attention_mask, labels = torch.utils.data.default_collate(batch)  # (B, T), (B, T), (B,)
+    length = int(attention_mask.sum(dim=1).max())
+    return input_ids[:, :length], attention_mask[:, :length], labels
