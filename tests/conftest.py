@@ -11,6 +11,8 @@ from dl4nlp.runtime import OFFLINE_ENVIRONMENT, SMOKE_VARIABLE
 
 # Nothing in the tests touches the network; notebooks and kernels started by tests inherit these.
 os.environ.update({**OFFLINE_ENVIRONMENT, SMOKE_VARIABLE: "1"})
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: one thread each, or they wait for each other
+    os.environ.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"})
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,6 +31,20 @@ def pytest_collection_modifyitems(config, items) -> None:
         for item in items:
             for category in ("DeprecationWarning", "FutureWarning"):
                 item.add_marker(pytest.mark.filterwarnings(f"error::{category}:dl4nlp"))
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_worker_group(item)))
+
+
+def _worker_group(item) -> str:
+    """Which tests `make test` (pytest-xdist, --dist loadgroup) keeps on one worker, so that an expensive fixture is
+    built once: every test of the book (the smoke build, about 6 minutes) together, and every test of a module
+    with a module-scoped fixture together; any other test runs wherever a worker is free."""
+    if "book_html" in item.fixturenames:
+        return "book"
+    definitions = getattr(item, "_fixtureinfo", None)
+    scopes = {definition.scope for name in item.fixturenames
+              for definition in (definitions.name2fixturedefs.get(name, ()) if definitions else ())}
+    return item.module.__name__ if "module" in scopes else item.nodeid
 
 
 @pytest.fixture(scope="session")
