@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group markers into the node ids
 def pytest_collection_modifyitems(config, items) -> None:
     """The Colab check (scripts/colab_check.py) runs the tests on Colab's stack, where the instructor tools
     (nbgrader, jupyter-book, a browser) are not installed: under DL4NLP_NO_INSTRUCTOR_TOOLS the tests marked
