@@ -1368,6 +1368,41 @@ def test_a_multi_module_assignment_traps_every_module(tmp_path):
 # --- one notebook never costs a classmate a grade (fast, no sandbox) --------------------------------
 
 
+@pytest.mark.parametrize("assignment", ["finetune"])  # its cases build transformers models
+def test_cases_drawn_by_parallel_jobs_are_the_ones_drawn_alone(assignment, tmp_path):
+    """`--jobs 2` grades each submission on the cases it would get alone: drawn at the same time in a fresh
+    process (transformers not yet imported), four jobs got "module 'transformers' has no attribute
+    'BertModel'" or each other's weights, before the cases were drawn one job at a time."""
+    script = textwrap.dedent(f"""\
+        import hashlib, threading
+        from pathlib import Path
+        import torch
+        from dl4nlp.instructor.autograde.grader import Grader
+        from dl4nlp.instructor.autograde.sandbox import Limits
+        grader = Grader(Path({str(ROOT)!r}), {assignment!r}, Path({str(tmp_path)!r}), Limits())
+        def draw(student):
+            try:
+                cases, drawn, expected = grader.draw_cases(student, "notebook")
+                return hashlib.sha256(drawn).hexdigest()
+            except Exception as error:
+                return repr(error)
+        together = {{}}
+        threads = [threading.Thread(target=lambda s=s: together.update({{s: draw(s)}})) for s in "abcd"]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        torch.manual_seed(1)  # the state grading left behind plays no part
+        torch.rand(7)
+        alone = {{s: draw(s) for s in "abcd"}}
+        print(together == alone, sorted(together.values()), len(set(alone.values())))
+        grader.close()
+        """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[0] == "True" and result.stdout.split()[-1] == "4", result.stdout
+
+
 def test_a_job_folder_of_any_depth_and_permissions_is_removed(tmp_path):
     from dl4nlp.instructor.autograde.harness import remove_tree
 

@@ -126,6 +126,7 @@ class Grader:
                                [*exercises.modules, *self.rubric.imports])
         self._uids = iter(range(UID_BASE + secrets.randbelow(10**6) * 1000, UID_BASE + 2 * 10**9))
         self._lock = threading.Lock()
+        self._in_process = threading.Lock()  # the grader's own torch work, one job at a time: see draw_cases
         self._workers: list[Worker] = []
         self._idle: queue.Queue[Worker] = queue.Queue()
 
@@ -234,15 +235,29 @@ class Grader:
         feedback, say) are of no use to the next."""
         return ("grading", self.secret, self.rubric.assignment, student, part, content)
 
+    def draw_cases(self, student: str, content: str) -> tuple[dict[str, list[Case]], bytes, dict[str, list[Outcome]]]:
+        """Every part's cases for one submission, the same bytes torch.save makes of them, and the reference's outcomes.
+
+        One job at a time, with torch's global random state set from the seed words and restored after:
+        a case may build a model that initializes from that state (transformers does), or import a
+        library on first use (transformers' lazy attributes are not thread-safe). Drawn in parallel,
+        two jobs got each other's weights, or "module 'transformers' has no attribute 'BertModel'".
+        Judging (`_judge`, which reruns typical bugs) holds the same lock: a bug that seeds the global
+        generator and then draws from it was named in one run and not in the next.
+        """
+        with self._in_process, torch.random.fork_rng(devices=[]):
+            torch.manual_seed(generator(*self._seed_words(student, "", content)).initial_seed())
+            cases = {part.name: part.cases(generator(*self._seed_words(student, part.name, content)))
+                     for part in self.rubric.exercises.parts}
+            buffer = io.BytesIO()
+            torch.save({name: [case.args for case in drawn] for name, drawn in cases.items()}, buffer)
+            expected = {name: reference_outcomes(self.rubric.exercises.part(name), drawn)
+                        for name, drawn in cases.items()}
+        return cases, buffer.getvalue(), expected
+
     def _run(self, student: str, submission: Submission, report: Report, content: str) -> None:
         rubric = self.rubric
-        cases: dict[str, list[Case]] = {}
-        for part in rubric.exercises.parts:
-            cases[part.name] = part.cases(generator(*self._seed_words(student, part.name, content)))
-        buffer = io.BytesIO()
-        torch.save({name: [case.args for case in drawn] for name, drawn in cases.items()}, buffer)
-        expected = {name: reference_outcomes(rubric.exercises.part(name), drawn)
-                    for name, drawn in cases.items()}
+        cases, drawn_args, expected = self.draw_cases(student, content)
         header = {"cells": [[cell.index, cell.source] for cell in submission.runnable],
                   "parts": {part.name: part.module for part in rubric.exercises.parts},
                   "forbidden": {part.name: list(part.forbidden) for part in rubric.exercises.parts},
@@ -257,12 +272,13 @@ class Grader:
             self.start_workers(1)
         worker = self._idle.get()
         try:
-            run = worker.run(header, buffer.getvalue(), uid)
+            run = worker.run(header, drawn_args, uid)
             if run.killed == "cell" and run.running and isinstance(run.running.get("cell"), int):
-                run = self._before_cell(worker, header, buffer.getvalue(), uid, run.running["cell"])
+                run = self._before_cell(worker, header, drawn_args, uid, run.running["cell"])
         finally:
             self._idle.put(worker)
-        self._judge(run, submission, cases, expected, report)
+        with self._in_process:  # typical bugs rerun here; one seeds torch's global generator, then draws from it
+            self._judge(run, submission, cases, expected, report)
 
     def _before_cell(self, worker: Worker, header: dict, cases: bytes, uid: int | None, slow: int) -> Run:
         """Run the cells before `slow` (a cell the grader had to kill) again, and grade the parts.
