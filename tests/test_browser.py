@@ -15,8 +15,10 @@ each page at desktop and phone width. Per page:
 - internal links resolve (HTTP 200, the anchor exists);
 - the search page finds a word of each chapter and lists that chapter.
 
-Screenshots (full page, desktop 1366x900 and phone 390x844) go to $DL4NLP_ARTIFACTS
-(default _build/screenshots). Set DL4NLP_BOOK_HTML=path/to/_build/html to test a book
+Screenshots (desktop 1366x900 and phone 390x844) go to $DL4NLP_ARTIFACTS (default
+_build/screenshots): the first screen of each page, and the whole page where the visit found a
+problem or DL4NLP_FULL_SCREENSHOTS=1 (a whole long page took 5 to 8 s to encode, 4 to 5 minutes
+of every test run for all of them; the first screen takes 0.15 s). Set DL4NLP_BOOK_HTML=path/to/_build/html to test a book
 that is already built instead of building one. The browser: $DL4NLP_CHROMIUM, else
 chromium on PATH, else scripts/install_browser.sh installs Debian's; the tests skip
 (saying how to install one) only when no browser can be had.
@@ -54,6 +56,7 @@ SEARCH_WORDS = ("bidirectional", "forget", "attention", "transformer", "gradeboo
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WAIT_MS = 15_000  # the longest wait for MathJax, widgets or the network to settle on one page
+FULL_SCREENSHOTS = os.environ.get("DL4NLP_FULL_SCREENSHOTS", "") not in ("", "0")
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -323,7 +326,8 @@ def _visit(browser, site: str, docname: str, width: str, screenshot: Path) -> Vi
             visit.problems.append(f"images still loading: {error.message.splitlines()[0]}")
         visit.facts = page.evaluate(FACTS_JS)
         visit.links = visit.facts.pop("links")
-        page.screenshot(path=str(screenshot), full_page=True)
+        troubled = bool(visit.problems or visit.console_errors or visit.page_errors or visit.failed or visit.external)
+        page.screenshot(path=str(screenshot), full_page=troubled or FULL_SCREENSHOTS)
     except PlaywrightError as error:  # keep the visit: every check then fails with this reason
         visit.problems.append(f"the browser failed on the page: {error.message.splitlines()[0]}")
     finally:
