@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -38,60 +37,21 @@ def root() -> Path:
     return ROOT
 
 
-class BookBuild:
-    """The book's smoke build (`dl4nlp book`'s code path), running in the background from the end of collection.
-
-    Started as soon as the tests are collected, it runs beside the tests that come before the first one that
-    needs the book: jupyter-book executes one page at a time, so it takes one core for 4 to 5 minutes, which a
-    2-core CI machine otherwise spent waiting. Its output goes to build.log in its folder."""
-
-    def __init__(self, out: Path) -> None:
-        self.out, self.log = out, out / "build.log"
-        self.code: int | None = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._build, name="book build", daemon=True)
-        self.thread.start()
-
-    def _build(self) -> None:
-        from dl4nlp.instructor.book import build_book
-
-        try:
-            with self.log.open("w") as log:
-                self.code = build_book(ROOT, smoke=True, output=self.out, log=log)
-        except BaseException as error:  # noqa: BLE001 - reported by the fixture, in the test that needs the book
-            self.error = error
-
-    def html(self) -> Path:
-        """The built book's _build/html, once the build has ended; fails the test with the log's end if it failed."""
-        self.thread.join()
-        html = self.out / "_build" / "html"
-        if self.error is not None or self.code != 0 or not (html / "search.html").is_file():
-            tail = self.log.read_text(errors="replace")[-8000:] if self.log.is_file() else ""
-            why = f"{type(self.error).__name__}: {self.error}" if self.error is not None else f"exit {self.code}"
-            pytest.fail(f"the book build failed ({why}); the end of its log ({self.log}):\n{tail}")
-        return html
-
-
-BOOK_BUILD = pytest.StashKey[BookBuild]()
-
-
-def pytest_collection_finish(session) -> None:
-    """Start the book's build now if a collected test needs the book (and $DL4NLP_BOOK_HTML names none)."""
-    if session.config.option.collectonly or os.environ.get("DL4NLP_BOOK_HTML"):
-        return
-    if any("book_html" in getattr(item, "fixturenames", ()) for item in session.items):
-        # config._tmp_path_factory is what the tmp_path_factory fixture returns (no fixture runs before collection ends)
-        session.config.stash[BOOK_BUILD] = BookBuild(session.config._tmp_path_factory.mktemp("book"))
-
-
 @pytest.fixture(scope="session")
-def book_html(request) -> Path:
-    """The built book's _build/html: $DL4NLP_BOOK_HTML, or the one smoke build of this test session, started
-    in the background when the tests were collected (`BookBuild`)."""
+def book_html(tmp_path_factory) -> Path:
+    """The built book's _build/html: $DL4NLP_BOOK_HTML, or one smoke build per test session
+    through the same code path as `make book` (`dl4nlp book`)."""
+    from dl4nlp.instructor.book import build_book
+
     given = os.environ.get("DL4NLP_BOOK_HTML")
     if given:
         html = Path(given).resolve()
         if not (html / "search.html").is_file():
             pytest.fail(f"DL4NLP_BOOK_HTML={given} is not a built book (no search.html)")
         return html
-    return request.config.stash[BOOK_BUILD].html()
+    out = tmp_path_factory.mktemp("book")
+    code = build_book(ROOT, smoke=True, output=out)
+    html = out / "_build" / "html"
+    if code != 0 or not (html / "search.html").is_file():
+        pytest.fail(f"the book build failed (exit {code}); its log is in the captured output above")
+    return html

@@ -11,14 +11,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
 
 
-def build_book(root: Path, *, smoke: bool = False, output: Path | None = None, log: TextIO | None = None) -> int:
-    """Build the book with every warning an error; offline; rebuilds all pages (execution stays cached).
-
-    `log`: a file that takes the build's output instead of this process's stdout and stderr.
-    """
+def build_book(root: Path, *, smoke: bool = False, output: Path | None = None) -> int:
+    """Build the book with every warning an error; offline; rebuilds all pages (execution stays cached)."""
     from dl4nlp.runtime import OFFLINE_ENVIRONMENT, SMOKE_VARIABLE
 
     environment = {**os.environ, **OFFLINE_ENVIRONMENT}
@@ -31,9 +27,7 @@ def build_book(root: Path, *, smoke: bool = False, output: Path | None = None, l
         command += ["--path-output", str(output)]
     start = time.perf_counter()
     # The widget manager comes from the npm registry, so the built book serves it itself.
-    streams = {"stdout": log, "stderr": subprocess.STDOUT} if log is not None else {}
-    subprocess.run(["sh", str(root / "scripts" / "fetch_widget_manager.sh")], check=True, **streams)
-    code = subprocess.run(command, env=environment, **streams).returncode
-    print(f"book build {'succeeded' if code == 0 else 'FAILED'} in {time.perf_counter() - start:.0f} s",
-          file=log if log is not None else sys.stdout, flush=True)
+    subprocess.run(["sh", str(root / "scripts" / "fetch_widget_manager.sh")], check=True)
+    code = subprocess.run(command, env=environment).returncode
+    print(f"book build {'succeeded' if code == 0 else 'FAILED'} in {time.perf_counter() - start:.0f} s")
     return code
