@@ -15,7 +15,6 @@ os.environ.update({**OFFLINE_ENVIRONMENT, SMOKE_VARIABLE: "1"})
 ROOT = Path(__file__).resolve().parent.parent
 
 
-
 def pytest_collection_modifyitems(config, items) -> None:
     """The Colab check (scripts/colab_check.py) runs the tests on Colab's stack, where the instructor tools
     (nbgrader, jupyter-book, a browser) are not installed: under DL4NLP_NO_INSTRUCTOR_TOOLS the tests marked
