@@ -17,7 +17,7 @@ import nbformat
 import pytest
 import yaml
 
-from dl4nlp.instructor.book import build_book
+from dl4nlp.instructor.book import build_book, execute_pages
 
 pytestmark = pytest.mark.instructor  # needs the instructor tools: not run by the Colab check
 
@@ -148,6 +148,38 @@ def test_a_failing_cell_fails_the_build_every_time(tmp_path):
     notebook.cells[1].source = "print('fixed')"
     nbformat.write(notebook, tmp_path / "book" / "broken.ipynb")
     assert build_book(tmp_path, smoke=True) == 0
+
+
+
+def test_pages_run_side_by_side_into_the_cache_the_build_reads(tmp_path):
+    """The pages the cache lacks run before the build, two at a time, and are cached as myst-nb matches them
+    (by their code cells); a page that fails is not cached (the build runs it again and reports it); a
+    page already cached is not run again."""
+    from jupyter_cache import get_cache
+
+    timed = "import time\nstart = time.time()\ntime.sleep(3)\nprint({}, start, time.time())"
+    pages = {"one": timed.format(1), "two": timed.format(2), "broken": "raise ValueError('no')"}
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
+                                       + "".join(f"  - file: book/{name}\n" for name in pages))
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n")
+    for name, source in pages.items():
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+        notebook.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(notebook, tmp_path / "book" / f"{name}.ipynb")
+    cache_path = tmp_path / "_build" / ".jupyter_cache"
+    failed = execute_pages(tmp_path, cache_path, timeout=60)
+    assert failed == [str(tmp_path / "book" / "broken.ipynb")]
+    cache = get_cache(str(cache_path))
+    spans = []
+    for name in ("one", "two"):
+        record = cache.match_cache_notebook(nbformat.read(tmp_path / "book" / f"{name}.ipynb", as_version=4))
+        outputs = cache.get_cache_bundle(record.pk).nb.cells[0].outputs
+        spans.append([float(word) for word in outputs[0]["text"].split()[1:]])
+    assert max(start for start, _ in spans) < min(end for _, end in spans), f"one after the other: {spans}"
+    with pytest.raises(KeyError):
+        cache.match_cache_notebook(nbformat.read(tmp_path / "book" / "broken.ipynb", as_version=4))
+    assert execute_pages(tmp_path, cache_path, timeout=60) == []  # one page left to run: the build runs it
 
 
 CHAPTERS = [page for page in NOTEBOOK_PAGES if (ROOT / "solutions" / Path(page).name).is_dir()]

@@ -2,15 +2,25 @@
 
 Every warning is an error (`-W -n --keep-going`), and every page is rebuilt (`--all`:
 an incremental rebuild after a failed build can exit 0); execution stays cached.
+
+Jupyter Book executes the pages one after another. The pages use one torch thread each, so
+before the build the pages that the cache does not hold yet run side by side, one kernel per
+CPU (at most four), into the cache that the build then reads (myst-nb's `cache` mode matches a
+notebook by its code cells). A page that fails there is left to the build, which runs it again
+and reports the error as usual.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+
+PRE_EXECUTION_TIMEOUT = {True: 300, False: 900}  # seconds a cell may take, smoke / full: then the build runs it
 
 
 def build_book(root: Path, *, smoke: bool = False, output: Path | None = None) -> int:
@@ -28,6 +38,68 @@ def build_book(root: Path, *, smoke: bool = False, output: Path | None = None) -
     start = time.perf_counter()
     # The widget manager comes from the npm registry, so the built book serves it itself.
     subprocess.run(["sh", str(root / "scripts" / "fetch_widget_manager.sh")], check=True)
+    cache = (output if output is not None else root) / "_build" / ".jupyter_cache"  # where myst-nb keeps it
+    subprocess.run([sys.executable, "-m", "dl4nlp.instructor.book", str(root), str(cache),
+                    str(PRE_EXECUTION_TIMEOUT[smoke])], env=environment)
     code = subprocess.run(command, env=environment).returncode
     print(f"book build {'succeeded' if code == 0 else 'FAILED'} in {time.perf_counter() - start:.0f} s")
     return code
+
+
+def notebook_pages(root: Path) -> list[Path]:
+    """The book's pages that are notebooks, in the order of _toc.yml."""
+    from sphinx_external_toc.parsing import parse_toc_yaml
+
+    return [root / f"{name}.ipynb" for name in parse_toc_yaml(root / "_toc.yml")
+            if (root / f"{name}.ipynb").is_file()]
+
+
+def _execute(path: str, timeout: int) -> tuple[str, object, float, str | None]:
+    """Run one page as myst-nb would (in its own folder): (path, executed notebook, seconds, error or None)."""
+    import nbformat
+    from jupyter_cache.executors.utils import single_nb_execution
+
+    notebook = nbformat.read(path, as_version=4)
+    result = single_nb_execution(notebook, cwd=str(Path(path).parent), timeout=timeout, allow_errors=False,
+                                 meta_override=True)
+    error = None if result.err is None else f"{type(result.err).__name__}: {str(result.err).strip()[-500:]}"
+    return path, result.nb, result.time, error
+
+
+def execute_pages(root: Path, cache_path: Path, timeout: int, workers: int | None = None) -> list[str]:
+    """Execute, side by side, the notebook pages that the cache at `cache_path` does not hold, and cache
+    them as the build would. Returns the pages that failed (the build runs them again). Fewer than two
+    pages to run: nothing is done here."""
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    cache = get_cache(str(cache_path))
+    missing = []
+    for path in notebook_pages(root):
+        try:
+            cache.match_cache_notebook(nbformat.read(path, as_version=4))
+        except KeyError:
+            missing.append(str(path))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS: no affinity
+    workers = workers or min(4, cpus, len(missing))
+    if len(missing) < 2 or workers < 2:
+        return []
+    print(f"executing {len(missing)} pages, {workers} at a time", flush=True)
+    failed = []
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for future in as_completed([pool.submit(_execute, path, timeout) for path in missing]):
+            path, notebook, seconds, error = future.result()
+            name = Path(path).relative_to(root)
+            if error is None:
+                cache.cache_notebook_bundle(CacheBundleIn(notebook, path, data={"execution_seconds": seconds}),
+                                            check_validity=False, overwrite=True)
+                print(f"{name}: executed in {seconds:.1f} s", flush=True)
+            else:
+                failed.append(path)
+                print(f"{name}: failed after {seconds:.1f} s; the build runs it again ({error})", flush=True)
+    return failed
+
+
+if __name__ == "__main__":  # python -m dl4nlp.instructor.book ROOT CACHE TIMEOUT (what build_book runs)
+    execute_pages(Path(sys.argv[1]).resolve(), Path(sys.argv[2]), int(sys.argv[3]))
