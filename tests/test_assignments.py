@@ -372,12 +372,14 @@ def feedback_parts(page: Path) -> dict[str, tuple[str, str]]:
 def test_grading_round_trip(assignment, tmp_path):
     """Through the real command, with two jobs as on an instructor's laptop: the instructor notebook full marks,
     the untouched student notebook 0, each broken part loses exactly its points, each typical bug scores 0 and is
-    named to the student; a re-run gives the same CSV (the jobs take the submissions in another order).
+    named to the student; a re-run gives the same rows (the jobs take the submissions in another order).
 
-    The typical bugs go several to a notebook, one per part (the n-th bug of every part in the n-th notebook),
-    and so do the one-liners: a part is graded with the grader's own functions for the parts it calls, so a
-    wrong part costs its own points and no others, which this checks as well. The bug's name is read on the
-    student's feedback page, which holds every part's whole message (the CSV's detail stops at 2,000 characters)."""
+    Broken parts, typical bugs and one-liners go several to a notebook: every other part broken in two notebooks,
+    the n-th bug of every part in the n-th notebook, the one-liners in one. A part is graded with the grader's own
+    functions for the parts it calls, so a wrong part costs its own points and no others, which this checks as
+    well. Verdicts and bug names are read on the student's feedback page, which holds every part's whole message
+    (the CSV's detail stops at 2,000 characters). The re-run grades the notebooks whose grading draws the most:
+    the instructor's, the typical bugs' and the one-liners'."""
     submissions = tmp_path / "submissions"
     solution_path = sorted((ROOT / "solutions" / assignment).glob("*.ipynb"))[0]
     name = solution_path.name
@@ -388,11 +390,13 @@ def test_grading_round_trip(assignment, tmp_path):
 
     write_submission(submissions, "instructor", instructor, name)
     write_submission(submissions, "untouched", read(ROOT / "assignments" / assignment / name), name)
-    for part in parts:
-        buggy = read(solution_path)
-        cell = buggy.cells[solution_index(buggy, part.name)]
-        cell.source = perturbed(cell.source, part.name)
-        write_submission(submissions, f"broken-{part.name}", buggy, name)
+    broken = {f"broken-{start}": parts[start::2] for start in (0, 1)}  # submission: the parts broken in it
+    for student, broken_parts in broken.items():
+        notebook = read(solution_path)
+        for part in broken_parts:
+            cell = notebook.cells[solution_index(notebook, part.name)]
+            cell.source = perturbed(cell.source, part.name)
+        write_submission(submissions, student, notebook, name)
     expected_bugs: dict[str, dict[str, str]] = {}  # submission: {part: the typical bug in it}
     for number in range(max(len(part.bugs) for part in parts)):
         notebook, chosen = instructor, {}
@@ -417,11 +421,14 @@ def test_grading_round_trip(assignment, tmp_path):
     assert float(grades["instructor"]["max_score"]) == total
     assert (float(grades["instructor"]["score"]), grades["instructor"]["status"]) == (total, "graded")
     assert (float(grades["untouched"]["score"]), grades["untouched"]["status"]) == (0, "graded")
-    for part in parts:
-        assert f"test_{part.name} 0/" in grades["untouched"]["detail"]
-        row = grades[f"broken-{part.name}"]
-        assert float(row["score"]) == total - points[part.name], (part.name, row["detail"])
-        assert f"test_{part.name} 0/{points[part.name]:g}" in row["detail"]
+    untouched = feedback_parts(feedback / "untouched.html")
+    assert all(untouched[part.name][0] == f"0 / {part.points:g}" for part in parts), untouched
+    for student, broken_parts in broken.items():
+        row, page = grades[student], feedback_parts(feedback / f"{student}.html")
+        assert float(row["score"]) == total - sum(part.points for part in broken_parts), (student, page)
+        for part in parts:
+            expected = f"0 / {part.points:g}" if part in broken_parts else f"{part.points:g} / {part.points:g}"
+            assert page[part.name][0] == expected, (student, part.name, page[part.name])
     for student, chosen in expected_bugs.items():
         row, page = grades[student], feedback_parts(feedback / f"{student}.html")
         assert float(row["score"]) == total - sum(points[part_name] for part_name in chosen), (student, page)
@@ -437,5 +444,9 @@ def test_grading_round_trip(assignment, tmp_path):
         assert page[part_name][0] == f"0 / {points[part_name]:g}", page[part_name]
         assert page[part_name][1].startswith("forbidden: "), page[part_name]
 
-    again, _ = autograde(assignment, submissions, tmp_path / "again.csv", "--jobs", "2")
-    assert again == grades  # idempotent, whichever job grades which submission first
+    again = tmp_path / "again"
+    for student in ("instructor", *expected_bugs, "one-liners"):
+        shutil.copytree(submissions / student, again / student)
+    regraded, _ = autograde(assignment, again, tmp_path / "again.csv", "--jobs", "2")
+    assert regraded == {student: grades[student] for student in regraded}, "not the same rows when graded again"
+    assert len(regraded) == 2 + len(expected_bugs)
