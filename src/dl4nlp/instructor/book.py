@@ -5,9 +5,10 @@ an incremental rebuild after a failed build can exit 0); execution stays cached.
 
 Jupyter Book executes the pages one after another. The pages use one torch thread each, so
 before the build the pages that the cache does not hold yet run side by side, one kernel per
-CPU (at most four), into the cache that the build then reads (myst-nb's `cache` mode matches a
-notebook by its code cells). A page that fails there is left to the build, which runs it again
-and reports the error as usual.
+CPU (at most four), each kernel with one thread, into the cache that the build then reads
+(myst-nb's `cache` mode matches a notebook by its code cells); `_build/pre-execution.log` says
+what ran and how long. A page that fails there (or has a cell that runs past 120 s in smoke
+mode) is left to the build, which runs it again and reports any error as usual.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-PRE_EXECUTION_TIMEOUT = {True: 300, False: 900}  # seconds a cell may take, smoke / full: then the build runs it
+PRE_EXECUTION_TIMEOUT = {True: 120, False: 900}  # seconds a cell may take, smoke / full: then the build runs it
+# Side by side, each kernel keeps to one thread in every library (the pages set torch's already): two threads
+# that share a core with another kernel wait for each other at every parallel region.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+              "TOKENIZERS_PARALLELISM": "false"}
 
 
 def build_book(root: Path, *, smoke: bool = False, output: Path | None = None) -> int:
@@ -40,7 +45,7 @@ def build_book(root: Path, *, smoke: bool = False, output: Path | None = None) -
     subprocess.run(["sh", str(root / "scripts" / "fetch_widget_manager.sh")], check=True)
     cache = (output if output is not None else root) / "_build" / ".jupyter_cache"  # where myst-nb keeps it
     subprocess.run([sys.executable, "-m", "dl4nlp.instructor.book", str(root), str(cache),
-                    str(PRE_EXECUTION_TIMEOUT[smoke])], env=environment)
+                    str(PRE_EXECUTION_TIMEOUT[smoke])], env={**environment, **ONE_THREAD})
     code = subprocess.run(command, env=environment).returncode
     print(f"book build {'succeeded' if code == 0 else 'FAILED'} in {time.perf_counter() - start:.0f} s")
     return code
@@ -85,7 +90,15 @@ def execute_pages(root: Path, cache_path: Path, timeout: int, workers: int | Non
     workers = workers or min(4, cpus, len(missing))
     if len(missing) < 2 or workers < 2:
         return []
-    print(f"executing {len(missing)} pages, {workers} at a time", flush=True)
+    log = cache_path.parent / "pre-execution.log"  # what ran, how long, what failed: kept beside the cache
+    log.parent.mkdir(parents=True, exist_ok=True)
+
+    def report(line: str) -> None:
+        print(line, flush=True)
+        with log.open("a") as handle:
+            handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+    report(f"executing {len(missing)} pages, {workers} at a time")
     failed = []
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for future in as_completed([pool.submit(_execute, path, timeout) for path in missing]):
@@ -94,10 +107,10 @@ def execute_pages(root: Path, cache_path: Path, timeout: int, workers: int | Non
             if error is None:
                 cache.cache_notebook_bundle(CacheBundleIn(notebook, path, data={"execution_seconds": seconds}),
                                             check_validity=False, overwrite=True)
-                print(f"{name}: executed in {seconds:.1f} s", flush=True)
+                report(f"{name}: executed in {seconds:.1f} s")
             else:
                 failed.append(path)
-                print(f"{name}: failed after {seconds:.1f} s; the build runs it again ({error})", flush=True)
+                report(f"{name}: failed after {seconds:.1f} s; the build runs it again ({error})")
     return failed
 
 
