@@ -242,8 +242,8 @@ class Grader:
         a case may build a model that initializes from that state (transformers does), or import a
         library on first use (transformers' lazy attributes are not thread-safe). Drawn in parallel,
         two jobs got each other's weights, or "module 'transformers' has no attribute 'BertModel'".
-        Judging (`_judge`, which reruns typical bugs) holds the same lock: a bug that seeds the global
-        generator and then draws from it was named in one run and not in the next.
+        Judging (`_judge`, which reruns typical bugs) holds the same lock, seeded the same way: a bug that
+        seeds the global generator and then draws from it was named in one run and not in the next.
         """
         with self._in_process, torch.random.fork_rng(devices=[]):
             torch.manual_seed(generator(*self._seed_words(student, "", content)).initial_seed())
@@ -277,7 +277,10 @@ class Grader:
                 run = self._before_cell(worker, header, drawn_args, uid, run.running["cell"])
         finally:
             self._idle.put(worker)
-        with self._in_process:  # typical bugs rerun here; one seeds torch's global generator, then draws from it
+        # Typical bugs rerun here: one seeds torch's global generator, then draws from it; one that draws
+        # without seeding gets the same draws in every run, whichever submissions were judged before.
+        with self._in_process, torch.random.fork_rng(devices=[]):
+            torch.manual_seed(generator(*self._seed_words(student, "judge", content)).initial_seed())
             self._judge(run, submission, cases, expected, report)
 
     def _before_cell(self, worker: Worker, header: dict, cases: bytes, uid: int | None, slow: int) -> Run:
