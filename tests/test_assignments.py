@@ -16,6 +16,7 @@ import json
 import re
 import shutil
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -372,14 +373,15 @@ def feedback_parts(page: Path) -> dict[str, tuple[str, str]]:
 def test_grading_round_trip(assignment, tmp_path):
     """Through the real command, with two jobs as on an instructor's laptop: the instructor notebook full marks,
     the untouched student notebook 0, each broken part loses exactly its points, each typical bug scores 0 and is
-    named to the student; a re-run gives the same rows (the jobs take the submissions in another order).
+    named to the student; a second run gives the same rows (another process, whose jobs take the submissions in
+    another order; it runs beside the first, whose start-up it overlaps).
 
     Broken parts, typical bugs and one-liners go several to a notebook: every other part broken in two notebooks,
     the n-th bug of every part in the n-th notebook, the one-liners in one. A part is graded with the grader's own
     functions for the parts it calls, so a wrong part costs its own points and no others, which this checks as
     well. Verdicts and bug names are read on the student's feedback page, which holds every part's whole message
-    (the CSV's detail stops at 2,000 characters). The re-run grades the notebooks whose grading draws the most:
-    the instructor's, the typical bugs' and the one-liners'."""
+    (the CSV's detail stops at 2,000 characters). The second run grades the notebooks whose grading draws the
+    most: the instructor's, the typical bugs' and the one-liners'."""
     submissions = tmp_path / "submissions"
     solution_path = sorted((ROOT / "solutions" / assignment).glob("*.ipynb"))[0]
     name = solution_path.name
@@ -416,8 +418,15 @@ def test_grading_round_trip(assignment, tmp_path):
         notebook = with_source(notebook, part_name, source)
     write_submission(submissions, "one-liners", notebook, name)
 
+    again = tmp_path / "again"  # graded at the same time by a second run: another process, another order
+    for student in ("instructor", *expected_bugs, "one-liners"):
+        shutil.copytree(submissions / student, again / student)
     feedback = tmp_path / "feedback"
-    grades, _ = autograde(assignment, submissions, tmp_path / "grades.csv", "--jobs", "2", "--feedback", str(feedback))
+    with ThreadPoolExecutor(1) as pool:
+        second = pool.submit(autograde, assignment, again, tmp_path / "again.csv", "--jobs", "2")
+        grades, _ = autograde(assignment, submissions, tmp_path / "grades.csv", "--jobs", "2", "--feedback",
+                              str(feedback))
+        regraded, _ = second.result()
     assert float(grades["instructor"]["max_score"]) == total
     assert (float(grades["instructor"]["score"]), grades["instructor"]["status"]) == (total, "graded")
     assert (float(grades["untouched"]["score"]), grades["untouched"]["status"]) == (0, "graded")
@@ -444,9 +453,5 @@ def test_grading_round_trip(assignment, tmp_path):
         assert page[part_name][0] == f"0 / {points[part_name]:g}", page[part_name]
         assert page[part_name][1].startswith("forbidden: "), page[part_name]
 
-    again = tmp_path / "again"
-    for student in ("instructor", *expected_bugs, "one-liners"):
-        shutil.copytree(submissions / student, again / student)
-    regraded, _ = autograde(assignment, again, tmp_path / "again.csv", "--jobs", "2")
     assert regraded == {student: grades[student] for student in regraded}, "not the same rows when graded again"
     assert len(regraded) == 2 + len(expected_bugs)
