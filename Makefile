@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: book test venv release lock clean colab-check
+.PHONY: book test test-browser venv release lock clean colab-check
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,15 @@ book: $(STAMP)
 	$(BIN)/python -m dl4nlp book
 
 # The test suite; .ci/run calls exactly this (the 25 slowest tests listed at the end). bubblewrap contains graded
-# submissions (optional).
+# submissions (optional). The browser visits of the built book run in test-browser instead (20-minute budget).
 test: $(STAMP)
 	-sh scripts/install_bubblewrap.sh
-	$(BIN)/python -m pytest --durations=25
+	$(BIN)/python -m pytest --durations=25 -m "not browser"
+
+# Every page of the book in headless Chromium (tests/test_browser.py): a smoke build of its own, or the book in
+# DL4NLP_BOOK_HTML. The pages workflow runs it on the book it is about to publish.
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest -m browser
 
 # The course on Colab's stack (scripts/colab-stack.txt, Python 3.13): run before tagging a term's release.
 colab-check:

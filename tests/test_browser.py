@@ -45,7 +45,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytestmark = [pytest.mark.slow, pytest.mark.instructor]  # the instructor tools: not run by the Colab check
+pytestmark = [pytest.mark.slow, pytest.mark.instructor,  # the instructor tools: not run by the Colab check
+              pytest.mark.browser]  # make test-browser and the pages workflow (make test leaves these out)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
