@@ -86,7 +86,7 @@ def execute_pages(root: Path, cache_path: Path, timeout: int, workers: int | Non
             cache.match_cache_notebook(nbformat.read(path, as_version=4))
         except KeyError:
             missing.append(str(path))
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS: no affinity
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS
     workers = workers or min(4, cpus, len(missing))
     if len(missing) < 2 or workers < 2:
         return []
