@@ -27,8 +27,9 @@ import shutil
 import tempfile
 import threading
 from base64 import b64decode
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -235,6 +236,14 @@ class Grader:
         feedback, say) are of no use to the next."""
         return ("grading", self.secret, self.rubric.assignment, student, part, content)
 
+    @contextmanager
+    def _seeded(self, student: str, what: str, content: str) -> Iterator[None]:
+        """The grader's own torch work, one job at a time, with torch's global generator seeded from the seed
+        words (`what` in place of a part's name) and restored after (see draw_cases)."""
+        with self._in_process, torch.random.fork_rng(devices=[]):
+            torch.manual_seed(generator(*self._seed_words(student, what, content)).initial_seed())
+            yield
+
     def draw_cases(self, student: str, content: str) -> tuple[dict[str, list[Case]], bytes, dict[str, list[Outcome]]]:
         """Every part's cases for one submission, the same bytes torch.save makes of them, and the reference's outcomes.
 
@@ -245,8 +254,7 @@ class Grader:
         Judging (`_judge`, which reruns typical bugs) holds the same lock, seeded the same way: a bug that
         seeds the global generator and then draws from it was named in one run and not in the next.
         """
-        with self._in_process, torch.random.fork_rng(devices=[]):
-            torch.manual_seed(generator(*self._seed_words(student, "", content)).initial_seed())
+        with self._seeded(student, "", content):
             cases = {part.name: part.cases(generator(*self._seed_words(student, part.name, content)))
                      for part in self.rubric.exercises.parts}
             buffer = io.BytesIO()
@@ -279,8 +287,7 @@ class Grader:
             self._idle.put(worker)
         # Typical bugs rerun here: one seeds torch's global generator, then draws from it; one that draws
         # without seeding gets the same draws in every run, whichever submissions were judged before.
-        with self._in_process, torch.random.fork_rng(devices=[]):
-            torch.manual_seed(generator(*self._seed_words(student, "judge", content)).initial_seed())
+        with self._seeded(student, "judge", content):
             self._judge(run, submission, cases, expected, report)
 
     def _before_cell(self, worker: Worker, header: dict, cases: bytes, uid: int | None, slow: int) -> Run:
