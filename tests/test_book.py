@@ -151,7 +151,6 @@ def test_a_failing_cell_fails_the_build_every_time(tmp_path):
     assert build_book(tmp_path, smoke=True) == 0
 
 
-
 def test_pages_run_side_by_side_into_the_cache_the_build_reads(tmp_path):
     """The pages the cache lacks run before the build, two at a time, and are cached as myst-nb matches them
     (by their code cells); a page that fails is not cached (the build runs it again and reports it); a
