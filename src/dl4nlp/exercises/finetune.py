@@ -23,6 +23,8 @@ so that a bug there costs points only once.
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import math
 import random
 from typing import Any
@@ -239,8 +241,10 @@ def metrics_cases(generator: torch.Generator) -> list[Case]:
 
 # --- finetune_classifier: the accuracy it reaches --------------------------------------------------
 
-THRESHOLD = 0.85  # a right answer reaches 0.99 to 1.0, the typical bug 0.48 to 0.53 (tests/test_finetune_assignment.py)
+# A right answer reaches 0.95 to 1.0 (240 draws), the typical bug 0.48 to 0.53 (tests/test_finetune_assignment.py).
+THRESHOLD = 0.85
 CHANCE = 0.6  # at most this: no better than guessing from the feeling alone
+MARGIN = 0.02  # below the reference's accuracy on a case where the reference falls short of THRESHOLD
 
 
 def sarcasm_sets(seed: int, num_train: int = 320, num_validation: int = 200, situations: int = 10
@@ -269,27 +273,62 @@ def sarcasm_sets(seed: int, num_train: int = 320, num_validation: int = 200, sit
     return train, validation, len(vocabulary) + 3
 
 
+def classifier_case(seed: int, head_seed: int, encoder_seed: int) -> Case:
+    """A case of `finetune_classifier`: the sets of `sarcasm_sets(seed)`, and a 1-layer BertModel from scratch whose
+    weights come from encoder_seed and whose classifier's from head_seed (torch's global generator)."""
+    train, validation, V = sarcasm_sets(seed)
+    config = BertConfig.tiny(vocab_size=V, hidden_size=32, num_attention_heads=2, num_hidden_layers=1,
+                             intermediate_size=64, max_position_embeddings=32, hidden_dropout_prob=0.0,
+                             attention_probs_dropout_prob=0.0)  # no dropout: the same run in every process
+    torch.manual_seed(head_seed)
+    model = CaseClassifier(BertModel(config, generator=torch.Generator().manual_seed(encoder_seed)), 2, dropout=0.0)
+    return Case((model, train, validation, 4, 3e-3, 16, 0.1, seed % 7),
+                f"a 1-layer BertModel (D=32, no dropout) from scratch, {len(train)} training and {len(validation)} "
+                f"validation sentences of the synthetic sarcasm set (seed {seed}), 4 epochs, lr 3e-3, batch size 16")
+
+
 def classifier_cases(generator: torch.Generator) -> list[Case]:
-    drawn = []
-    for _ in range(1):
-        seed = int(torch.randint(1000, (1,), generator=generator))
-        train, validation, V = sarcasm_sets(seed)
-        config = BertConfig.tiny(vocab_size=V, hidden_size=32, num_attention_heads=2, num_hidden_layers=1,
-                                 intermediate_size=64, max_position_embeddings=32, hidden_dropout_prob=0.0,
-                                 attention_probs_dropout_prob=0.0)  # no dropout: the same run in every process
-        torch.manual_seed(_seed(generator))
-        model = CaseClassifier(BertModel(config, generator=torch.Generator().manual_seed(_seed(generator))), 2,
-                               dropout=0.0)
-        drawn.append(Case((model, train, validation, 4, 3e-3, 16, 0.1, seed % 7),
-                          f"a 1-layer BertModel (D=32, no dropout) from scratch, {len(train)} training and {len(validation)} "
-                          f"validation sentences of the synthetic sarcasm set (seed {seed}), 4 epochs, lr 3e-3, "
-                          "batch size 16"))
-    return drawn
+    seed = int(torch.randint(1000, (1,), generator=generator))
+    head_seed = _seed(generator)
+    return [classifier_case(seed, head_seed, _seed(generator))]
+
+
+class _ByContent:
+    """A case of `finetune_classifier` that hashes and compares by what it holds (its model's weights, its data,
+    its settings), so that copies of one case share one entry of `_reference_accuracy`'s memory."""
+
+    def __init__(self, case: Case) -> None:
+        self.case = case
+        model, train, validation, *settings = case.args
+        digest = hashlib.sha256(repr(settings).encode())
+        for tensor in (*model.state_dict().values(), *train.tensors, *validation.tensors):
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        self.key = digest.hexdigest()
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ByContent) and other.key == self.key
+
+
+@functools.lru_cache(maxsize=4)
+def _reference_accuracy(case: _ByContent) -> float:
+    """The validation accuracy that the reference `finetune_classifier` reaches on a case. About a second: run
+    only when an answer falls short of THRESHOLD, and remembered for the typical bugs that diagnosing it runs next."""
+    from dl4nlp.exercises import call
+    from dl4nlp.finetune import finetune_classifier
+
+    outcome = call(finetune_classifier, case.case)
+    if outcome.error is not None:
+        raise RuntimeError(f"the reference finetune_classifier failed on a case: {outcome.error}")
+    return float(outcome.output[0])
 
 
 def check_classifier(case: Case, output: Any) -> str | None:
     """What is wrong with an output of `finetune_classifier`: Metrics(accuracy, f1, confusion) of the validation
-    set, with an accuracy of at least THRESHOLD."""
+    set, with an accuracy of at least THRESHOLD, or, on a case where the reference itself falls short of it, of
+    at least the reference's accuracy less MARGIN."""
     validation = case.args[2]
     N = len(validation)
     if not (isinstance(output, tuple) and len(output) == 3):
@@ -308,14 +347,20 @@ def check_classifier(case: Case, output: Any) -> str | None:
                 "predictions of every validation batch")
     if abs(float(confusion.diag().sum()) / N - accuracy) > 1e-6:
         return "the accuracy does not agree with the confusion matrix"
+    if accuracy >= THRESHOLD:
+        return None
+    # A right answer reaches THRESHOLD on nearly every case; on the rare one where a run stalls (the reference
+    # got 73.5% on one draw of a CI run, as if it read the feeling alone), the bar is what the reference
+    # reaches there, less MARGIN: no right answer loses its points to the draw.
+    bar = min(THRESHOLD, _reference_accuracy(_ByContent(case)) - MARGIN)
+    if accuracy >= bar:
+        return None
     if accuracy <= CHANCE:
         return (f"validation accuracy {accuracy:.1%}, no better than guessing: did training change the model (one "
                 "finetune_step per batch, with a schedule over all the steps of all the epochs, so that the learning "
                 "rate stays above 0 until the end)?")
-    if accuracy < THRESHOLD:
-        return (f"validation accuracy {accuracy:.1%} is below {THRESHOLD:.0%}, which a right answer reaches on "
-                "this case: are all the epochs trained, with a schedule over all their steps?")
-    return None
+    return (f"validation accuracy {accuracy:.1%} is below {bar:.1%}, which a right answer reaches on this case: are "
+            "all the epochs trained, with a schedule over all their steps?")
 
 
 # --- the grader's own helpers, bound while finetune_classifier runs (Part.given) ---------------------
@@ -657,7 +702,9 @@ ASSIGNMENT = Assignment(
              grading=f"The grader calls your function on its own case: a small BERT from scratch and a few hundred "
                      f"sentences of the synthetic sarcasm set, trained for a few seconds. Your function passes if "
                      f"it returns the metrics of the validation set with an accuracy of at least {THRESHOLD:.0%} "
-                     f"(the reference reaches 99% to 100%; guessing from the feeling alone, 75%). While it runs, your "
+                     f"(the reference reaches 95% to 100%; guessing from the feeling alone, 75%; on the rare case "
+                     f"where a run stalls and the reference itself falls short of {THRESHOLD:.0%}, the bar is what "
+                     f"the reference reaches there, less {MARGIN * 100:.0f} points). While it runs, your "
                      f"finetune_step and classification_metrics are replaced by the grader's own: a bug in those "
                      f"costs points only in their parts.",
              given={"finetune_step": given_finetune_step, "classification_metrics": given_classification_metrics},
