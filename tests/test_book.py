@@ -179,6 +179,11 @@ def test_pages_run_side_by_side_into_the_cache_the_build_reads(tmp_path):
     assert max(start for start, _ in spans) < min(end for _, end in spans), f"one after the other: {spans}"
     with pytest.raises(KeyError):
         cache.match_cache_notebook(nbformat.read(tmp_path / "book" / "broken.ipynb", as_version=4))
+    assert "execution" not in cache.get_cache_bundle(record.pk).nb.cells[0].metadata  # cached as myst-nb would
+    log = (tmp_path / "_build" / "pre-execution.log").read_text()
+    kernel = re.search(r"two\.ipynb: executed in \S+ s \(in the kernel (\d+\.\d) s, around it \S+ s; slowest cell 0",
+                       log)
+    assert kernel and 2.9 <= float(kernel.group(1)) < 10, log  # where the time went: the kernel slept 3 s
     assert execute_pages(tmp_path, cache_path, timeout=60) == []  # one page left to run: the build runs it
 
 

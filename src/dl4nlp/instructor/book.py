@@ -7,7 +7,8 @@ Jupyter Book executes the pages one after another. The pages use one torch threa
 before the build the pages that the cache does not hold yet run side by side, one kernel per
 CPU (at most four), each kernel with one thread, into the cache that the build then reads
 (myst-nb's `cache` mode matches a notebook by its code cells); `_build/pre-execution.log` says
-what ran and how long. A page that fails there (or has a cell that runs past 120 s in smoke
+what ran and how long, and how much of it the kernel spent running cells (a page that now and then
+takes minutes beside another is still unexplained: this tells a busy kernel from late messages). A page that fails there (or has a cell that runs past 120 s in smoke
 mode) is left to the build, which runs it again and reports any error as usual.
 """
 
@@ -59,16 +60,43 @@ def notebook_pages(root: Path) -> list[Path]:
             if (root / f"{name}.ipynb").is_file()]
 
 
-def _execute(path: str, timeout: int) -> tuple[str, object, float, str | None]:
-    """Run one page as myst-nb would (in its own folder): (path, executed notebook, seconds, error or None)."""
+def _timing(notebook) -> str:
+    """Where a page's time went, from nbclient's timestamps in each code cell's metadata: in the kernel (from the
+    cell's execute_input to its execute_reply) and around it (from the request until the kernel went idle, less
+    that), with the slowest cell. What tells a slow page (the kernel busy) from a stalled one (messages late)."""
+    from datetime import datetime
+
+    kernel = around = 0.0
+    slowest = (0.0, 0.0, -1)
+    for index, cell in enumerate(notebook.cells):
+        stamps = cell.get("metadata", {}).get("execution", {})
+        try:
+            busy, start, reply, idle = (datetime.fromisoformat(stamps[key].replace("Z", "+00:00")) for key in
+                                        ("iopub.status.busy", "iopub.execute_input", "shell.execute_reply",
+                                         "iopub.status.idle"))
+        except (KeyError, ValueError):
+            continue
+        inside, total = (reply - start).total_seconds(), (max(idle, reply) - busy).total_seconds()
+        kernel, around = kernel + inside, around + total - inside
+        slowest = max(slowest, (total, inside, index))
+    return (f"in the kernel {kernel:.1f} s, around it {around:.1f} s; slowest cell {slowest[2]}: {slowest[0]:.1f} s, "
+            f"{slowest[1]:.1f} s of it in the kernel")
+
+
+def _execute(path: str, timeout: int) -> tuple[str, object, float, str, str | None]:
+    """Run one page as myst-nb would (in its own folder): (path, executed notebook, seconds, where the time went
+    (`_timing`), error or None)."""
     import nbformat
     from jupyter_cache.executors.utils import single_nb_execution
 
     notebook = nbformat.read(path, as_version=4)
     result = single_nb_execution(notebook, cwd=str(Path(path).parent), timeout=timeout, allow_errors=False,
-                                 meta_override=True)
+                                 meta_override=True, record_timing=True)
     error = None if result.err is None else f"{type(result.err).__name__}: {str(result.err).strip()[-500:]}"
-    return path, result.nb, result.time, error
+    timing = _timing(result.nb)
+    for cell in result.nb.cells:  # cached as myst-nb would cache it: without the timestamps
+        cell.get("metadata", {}).pop("execution", None)
+    return path, result.nb, result.time, timing, error
 
 
 def execute_pages(root: Path, cache_path: Path, timeout: int, workers: int | None = None) -> list[str]:
@@ -102,12 +130,12 @@ def execute_pages(root: Path, cache_path: Path, timeout: int, workers: int | Non
     failed = []
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for future in as_completed([pool.submit(_execute, path, timeout) for path in missing]):
-            path, notebook, seconds, error = future.result()
+            path, notebook, seconds, timing, error = future.result()
             name = Path(path).relative_to(root)
             if error is None:
                 cache.cache_notebook_bundle(CacheBundleIn(notebook, path, data={"execution_seconds": seconds}),
                                             check_validity=False, overwrite=True)
-                report(f"{name}: executed in {seconds:.1f} s")
+                report(f"{name}: executed in {seconds:.1f} s ({timing})")
             else:
                 failed.append(path)
                 report(f"{name}: failed after {seconds:.1f} s; the build runs it again ({error})")
