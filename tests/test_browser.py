@@ -19,9 +19,9 @@ Screenshots (desktop 1366x900 and phone 390x844) go to $DL4NLP_ARTIFACTS (defaul
 _build/screenshots): the first screen of each page, and the whole page where the visit found a
 problem or DL4NLP_FULL_SCREENSHOTS=1 (a whole long page took 5 to 8 s to encode, 4 to 5 minutes
 of every test run for all of them; the first screen takes 0.15 s). Set
-DL4NLP_BOOK_HTML=path/to/_build/html to test a book that is already built instead of building one. The browser: $DL4NLP_CHROMIUM, else
-chromium on PATH, else scripts/install_browser.sh installs Debian's; the tests skip
-(saying how to install one) only when no browser can be had.
+DL4NLP_BOOK_HTML=path/to/_build/html to test a book that is already built instead of building
+one. The browser: $DL4NLP_CHROMIUM, else chromium on PATH, else scripts/install_browser.sh
+installs Debian's; the tests skip (saying how to install one) only when no browser can be had.
 """
 
 from __future__ import annotations

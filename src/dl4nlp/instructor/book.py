@@ -8,8 +8,9 @@ before the build the pages that the cache does not hold yet run side by side, on
 CPU (at most four), each kernel with one thread, into the cache that the build then reads
 (myst-nb's `cache` mode matches a notebook by its code cells); `_build/pre-execution.log` says
 what ran and how long, and how much of it the kernel spent running cells (a page that now and then
-takes minutes beside another is still unexplained: this tells a busy kernel from late messages). A page that fails there (or has a cell that runs past 120 s in smoke
-mode) is left to the build, which runs it again and reports any error as usual.
+takes minutes beside another is still unexplained: this tells a busy kernel from late messages).
+A page that fails there (or has a cell that runs past 120 s in smoke mode) is left to the build,
+which runs it again and reports any error as usual.
 """
 
 from __future__ import annotations
