@@ -13,7 +13,8 @@ the ratio ours / reference, the ratio the issue requires and whether it was met,
 
 `--quick` is a smoke check of the script itself (tiny shapes, few samples): its ratios mean nothing and
 its rows say so. `--notebooks` times the smoke run of every book page and instructor notebook (nbclient,
-DL4NLP_SMOKE=1, offline), kernel start-up included, against the 60 s budget.
+DL4NLP_SMOKE=1, offline), kernel start-up included, against the 60 s budget, and reads its kernel's peak
+resident memory. `benchmarks/colab.py` estimates the full runs' Colab-only parts on a T4.
 
 A benchmark, not a test: the numbers depend on the machine and on what else runs on it.
 
@@ -421,6 +422,12 @@ def run_notebooks(paths: list[Path]) -> list[dict]:
         notebook = nbformat.read(path, as_version=4)
         client = NotebookClient(notebook, timeout=600, kernel_name="python3",
                                 resources={"metadata": {"path": str(path.parent)}})
+        peak = {"bytes": None}  # the kernel's peak resident memory, read after each cell while it lives
+
+        def read_peak(client=client, peak=peak, **_):
+            peak["bytes"] = _peak_memory(getattr(client.km.provisioner, "pid", None)) or peak["bytes"]
+
+        client.on_cell_executed = read_peak
         before = load()
         start = time.perf_counter()
         error = None
@@ -429,12 +436,24 @@ def run_notebooks(paths: list[Path]) -> list[dict]:
         except Exception as problem:  # noqa: BLE001 - reported in the row
             error = f"{type(problem).__name__}: {str(problem)[-300:]}"
         seconds = time.perf_counter() - start
-        row = {"notebook": str(path.relative_to(ROOT)), "seconds": seconds, "budget_s": SMOKE_BUDGET_S,
+        row = {"notebook": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path), "seconds": seconds, "peak_memory_bytes": peak["bytes"],
+               "budget_s": SMOKE_BUDGET_S,
                "met": error is None and seconds <= SMOKE_BUDGET_S, "error": error, "when": now(), "load": before,
                "device": device_name(_cpu()), "torch": _torch_version(), "cpus": os.cpu_count()}
         rows.append(row)
         print(f"{row['notebook']}: {seconds:.1f} s{' FAILED ' + error if error else ''}", file=sys.stderr, flush=True)
     return rows
+
+
+def _peak_memory(pid: int | None) -> int | None:
+    """A process's peak resident memory so far (VmHWM), in bytes; None where /proc cannot say."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _torch_version() -> str:
@@ -450,10 +469,12 @@ def _cpu():
 
 
 def notebooks_table(rows: list[dict]) -> str:
-    lines = ["| notebook | smoke run | budget | met | where | when |", "|---|---|---|---|---|---|"]
+    lines = ["| notebook | smoke run | budget | met | kernel's peak memory | where | when |",
+             "|---|---|---|---|---|---|---|"]
     for row in rows:
         met = "yes" if row["met"] else f"**no** ({row['error']})" if row["error"] else "**no**"
-        lines.append(f"| `{row['notebook']}` | {row['seconds']:.1f} s | {row['budget_s']:.0f} s | {met} | "
+        memory = "—" if row.get("peak_memory_bytes") is None else f"{row['peak_memory_bytes'] / 2**30:.2f} GiB"
+        lines.append(f"| `{row['notebook']}` | {row['seconds']:.1f} s | {row['budget_s']:.0f} s | {met} | {memory} | "
                      f"{row['device']}, torch {row['torch']}, nbclient, kernel start-up included | "
                      f"{row['when']}, {row['load']} |")
     return "\n".join(lines)

@@ -37,3 +37,59 @@ def test_every_row_states_its_requirement():
     assert {line.split(":")[0] for line in rows} >= {"lstm-forward", "lstm-train", "attention", "bert", "conv1d",
                                                     "generate", "generate-cache"}
     assert all("≤" in line for line in rows)
+
+
+COLAB = ROOT / "benchmarks" / "colab.py"
+
+
+def test_the_colab_estimate_counts_a_training_step_as_three_forward_passes(tmp_path):
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"),
+                                                                             os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, str(COLAB), "--quick", "--parts", "finetune-part6", "--json",
+                             str(tmp_path / "rows.json")], capture_output=True, text=True, env=environment, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    table = [line for line in result.stdout.splitlines() if line.startswith("|")]
+    assert "| T4 time, estimated |" in table[0] and len(table) == 3 and "quick mode" in table[2]
+    [row] = json.loads((tmp_path / "rows.json").read_text())
+    step, validation = row["units"]
+    assert step["count"] == 1320 and validation["count"] == 6 * 4  # 955 tweets in batches of 256, six runs
+    forward = validation["flops"] / (256 / 4)  # the validation unit counted 4 of the quick batch's rows
+    assert 2.5 < step["flops"] / forward < 3.5  # backward costs about twice the forward pass
+    assert row["flops"] == sum(unit["flops"] * unit["count"] for unit in row["units"])
+    fast, slow = row["t4_seconds"]
+    assert 0 < fast < slow and slow == row["flops"] / (8.1e12 * 0.25)  # float32 at the slow end's efficiency
+    assert row["tensor_bytes"] > 0 and row["t4_memory_bytes"] > row["tensor_bytes"] and row["met"] is None
+
+
+def test_every_colab_part_names_its_notebooks():
+    result = subprocess.run([sys.executable, str(COLAB), "--list"], capture_output=True, text=True, timeout=60,
+                            check=True)
+    parts = dict(line.split(": ", 1) for line in result.stdout.splitlines())
+    assert set(parts) == {"finetune-sst2", "finetune-part6", "bert-base-pair", "gpt2-generation", "gpt2-prompting"}
+    assert all(".ipynb" in text for text in parts.values())
+
+
+def test_the_notebook_table_reads_the_kernels_peak_memory(tmp_path):
+    import nbformat
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import models
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("block = bytearray(300 * 2**20)  # 300 MiB\nblock[::4096] = b'x' * (300 * 256)"),
+        nbformat.v4.new_code_cell("del block")])
+    path = tmp_path / "memory.ipynb"
+    nbformat.write(notebook, path)
+    saved = dict(os.environ)  # run_notebooks sets the kernels' environment in its own
+    try:
+        [row] = models.run_notebooks([path])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert row["error"] is None and row["met"]
+    assert 300 * 2**20 < row["peak_memory_bytes"] < 2 * 2**30  # the block, plus the kernel itself
+    line = models.notebooks_table([row]).splitlines()[2]
+    assert f"| {row['peak_memory_bytes'] / 2**30:.2f} GiB |" in line
