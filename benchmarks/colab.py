@@ -2,19 +2,25 @@
 
     .venv/bin/python benchmarks/colab.py [--parts NAME ...] [--quick] [--json FILE] [--list]
 
-In Colab, without smoke mode, some cells load BERT-base or GPT-2 from the Hugging Face hub and train or
-run them. No GPU and no hub are here, so each such part is estimated, and every row says so:
+In Colab, without smoke mode, the notebooks read SST-2 and TweetEval instead of the generated sets, and
+some cells load BERT-base, MiniLM or GPT-2 from the Hugging Face hub and train or run them. No GPU and no
+hub are here, so each such part is estimated, and every row says so:
 
 - **Time** from FLOPs: every unit of work the part repeats (a training step, a validation batch, a
   prompt) runs once here under `torch.utils.flop_counter.FlopCounterMode`, on the same shapes with the
   same model built from its config (random weights: the FLOPs and the memory do not depend on them). The
   FLOPs times the number of units the notebook runs, over the T4's published throughput (8.1 TFLOP/s in
   float32, 65 in float16 with tensor cores, for parts that train with mixed precision) at the fraction of
-  it that real runs reach (`EFFICIENCY`, an assumption: the arithmetic only, not kernel launches or
-  loading data). The slow end is what is compared with the 15 minutes.
-- **Memory**: each part runs in a fresh process, each unit for real (a training step twice: an
-  optimizer's state exists from its first step); the growth of the process's peak resident memory over its memory
-  after the imports is the tensors' memory. On the GPU that memory moves there, and CUDA's context
+  it that real runs reach (`EFFICIENCY`, an assumption), or the operations, whichever takes longer: every
+  PyTorch operation (aten op) the unit runs is counted too, and each costs the GPU's host `OP_SECONDS` (10
+  to 25 µs: the dispatcher, the kernel launch and the Python around it, on Colab's 2.2 GHz Xeon). The GPU
+  computes while the host launches the next operations, and every unit ends waiting for its result (a
+  loss read, predictions copied back), so a unit takes the longer of the two. Small models (the RNNs that
+  loop over time steps in Python) are bound by the operations, BERT-base's steps by the FLOPs. Loading
+  data is left out. The slow end is what is compared with the 15 minutes.
+- **Memory**: each part runs in a fresh process, each unit for real, twice (counted, then timed: a
+  training step's optimizer has its state by then); the growth of the process's peak resident memory
+  over its memory after the imports is the tensors' memory. On the GPU that memory moves there, and CUDA's context
   (`CUDA_CONTEXT_BYTES`) comes on top; float32 here bounds the activations of a mixed-precision run,
   whose float16 copies of the weights (half their bytes) are added. Compared with the T4's 15 GB.
 
@@ -24,7 +30,7 @@ A benchmark, not a test: it reads /proc (Linux) and takes a few minutes on a 2-c
 Adding a part: a function that imports what it needs and returns the part's units, registered with
 `@part(name, notebooks=..., what=..., precision=...)`; a `Unit`'s `run` does one unit of work on the CPU,
 `count` says how many the full run makes, `scale` multiplies one run's FLOPs when `run` does a smaller
-batch of the same shape (FLOPs grow linearly with the batch), and a training step is `stateful`.
+batch of the same shape (FLOPs grow linearly with the batch).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from models import ROOT, device_name, load, now  # noqa: E402 - the same row sta
 T4_FLOPS = {"float32": 8.1e12, "mixed": 65e12}  # NVIDIA T4 datasheet: FP32, and mixed FP16/FP32 (tensor cores)
 EFFICIENCY = {"float32": (0.25, 0.5), "mixed": (0.1, 0.3)}  # assumed share of it that training reaches (slow, fast)
 T4_MEMORY_BYTES = 15e9  # "16 GB" of which Colab shows about 15
+OP_SECONDS = (10e-6, 25e-6)  # one aten op's cost on the host of a GPU in eager mode, fast and slow (an assumption)
 CUDA_CONTEXT_BYTES = 0.5e9  # CUDA's context and cuBLAS's workspace, about 0.3 to 0.5 GB: the upper end
 BUDGET_S = 15 * 60  # issue 18: each notebook's full run within 15 minutes on a free Colab T4
 
@@ -55,7 +62,6 @@ class Unit:
     run: Callable[[], object]  # one unit of work on the CPU
     count: int  # how many the notebook's full run makes
     scale: float = 1.0  # one unit's FLOPs = scale * the FLOPs of run() (run does a smaller batch)
-    stateful: bool = False  # run twice: its first run makes state (an optimizer's) that the second one carries
     trained_parameters: int = 0  # parameters that a mixed-precision run also keeps in float16
 
 
@@ -99,14 +105,15 @@ def _token_batch(vocab_size: int, B: int, T: int):
 
 
 def _finetuning(quick: bool, *, batch: int, length: int, steps: int, pooling: str, validation: int,
-                validation_batch: int, runs: int) -> list[Unit]:
-    """Full finetuning of a BERT-base classifier with AdamW (dl4nlp.finetune's step), then its validation."""
+                validation_batch: int, runs: int, sizes: dict | None = None) -> list[Unit]:
+    """Full finetuning of a BERT classifier (BERT-base, or `sizes` changed) with AdamW (dl4nlp.finetune's step),
+    then its validation."""
     import torch
 
-    from dl4nlp.bert import BertModel
+    from dl4nlp.bert import BertConfig, BertModel
     from dl4nlp.finetune import SequenceClassifier, finetune_step, optimizer_and_schedule
 
-    config = _bert_config(quick)
+    config = _bert_config(quick) if quick or sizes is None else BertConfig.base(**sizes)
     model = SequenceClassifier(BertModel(config, generator=torch.Generator().manual_seed(0)), 2, pooling=pooling)
     optimizer, scheduler = optimizer_and_schedule(model, 5e-5, 1000)
     B, T = (4, 8) if quick else (batch, length)
@@ -125,7 +132,7 @@ def _finetuning(quick: bool, *, batch: int, length: int, steps: int, pooling: st
             model(input_ids=input_ids[:sample], attention_mask=attention_mask[:sample])
 
     batches = runs * -(-validation // validation_batch)
-    return [Unit(f"training step, {batch} × {length} tokens, forward, backward, AdamW", step, steps, stateful=True,
+    return [Unit(f"training step, {batch} × {length} tokens, forward, backward, AdamW", step, steps,
                  trained_parameters=sum(p.numel() for p in model.parameters())),
             Unit(f"validation, {runs} × {validation} sentences in batches of {validation_batch}", validate, batches,
                  scale=validation_batch / sample)]
@@ -148,6 +155,24 @@ def finetune_part6(quick):
     steps = 2 * 5 * sum(-(-size // 16) for size in (100, 400, 1600))  # 1,320
     return _finetuning(quick, batch=16, length=64, steps=steps, pooling="cls", validation=955, validation_batch=256,
                        runs=6)
+
+
+MINILM = {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536}
+FINETUNE_PAGE_STEPS = {"the data-efficiency curve": 2 * 3 * (16 + 16 + 32), "the freezing table": 3 * 3 * 32,
+                       "the schedules and their reference": (3 + 1) * 3 * 16, "the optimizers": 3 * 3 * 16,
+                       "the detector": 1024 // 16}  # a run's steps: 16 sentences 8 epochs of 2, 64 4 of 4, 256 2 of 16
+FINETUNE_PAGE_RUNS = 2 * 3 * 3 + 3 * 3 + 4 * 3 + 3 * 3 + 1  # each measured on all 955 validation tweets in Colab
+
+
+@part("finetune-page-minilm", notebooks="`book/finetune.ipynb` in Colab, all but its Colab-only cell",
+      what=f"all-MiniLM-L6-v2 (from the hub in Colab) finetuned {FINETUNE_PAGE_RUNS} times on TweetEval irony "
+           f"tweets: {sum(FINETUNE_PAGE_STEPS.values()):,} steps of 16 × 64 tokens in all ("
+           + ", ".join(f"{name} {steps}" for name, steps in FINETUNE_PAGE_STEPS.items())
+           + "; every step counted as full finetuning, though the freezing table's runs train fewer layers), each "
+             "run then measured on the 955 validation tweets (the offline build measures on 160)")
+def finetune_page_minilm(quick):
+    return _finetuning(quick, batch=16, length=64, steps=sum(FINETUNE_PAGE_STEPS.values()), pooling="mean",
+                       validation=955, validation_batch=100, runs=FINETUNE_PAGE_RUNS, sizes=MINILM)
 
 
 @part("bert-base-pair", notebooks="`book/bert.ipynb`'s Colab cells, `solutions/bert/bert.ipynb` Part 6",
@@ -174,6 +199,75 @@ def bert_base_pair(quick):
             with_head(input_ids[:1], attention_mask=attention_mask[:1])
 
     return [Unit("one forward pass of each model", compare, 3)]
+
+
+SST2_LENGTHS = (32, 56)  # assumed: the longest of 64 SST-2 training phrases (mean 9.4 words), of the 256 dev sentences
+
+
+def _sentiment_training(quick: bool, models: dict, *, runs: int, epochs: int, train_size: int, lr: float
+                        ) -> list[Unit]:
+    """Classifiers trained on SST-2 in Colab as `dl4nlp.training.train_classifier` does (Adam, the norm
+    clipped at 1.0, batches of 64), each validated on its 872 dev sentences after every epoch (batches of 256)."""
+    import torch
+
+    from dl4nlp import cnn, rnn
+    from dl4nlp.training import classification_loss, evaluate, training_step
+
+    vocab_size = 100 if quick else 15_000  # SST-2's words in 10,000 to 20,000 phrases: the size barely matters
+    (T, T_dev), (B, B_dev) = ((8, 8), (4, 4)) if quick else (SST2_LENGTHS, (64, 256))
+    generator = torch.Generator().manual_seed(0)
+    batch = (torch.randint(1, vocab_size, (B, T), generator=generator), torch.full((B,), T),
+             torch.randint(2, (B,), generator=generator))
+    dev = [(torch.randint(1, vocab_size, (B_dev, T_dev), generator=generator), torch.full((B_dev,), T_dev),
+            torch.randint(2, (B_dev,), generator=generator))]
+    units = []
+    for name, (kind, options) in models.items():
+        if kind == "cnn":
+            model = cnn.TextCNN(cnn.TextCNNConfig(vocab_size, **options), generator=generator)
+        else:
+            model = rnn.SequenceClassifier(rnn.ClassifierConfig(vocab_size, **options), generator=generator)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+
+        def step(model=model, optimizer=optimizer):
+            model.train()
+            training_step(model, batch, classification_loss, optimizer, clip=1.0)
+
+        units += [Unit(f"{name}: training step, 64 × {T} tokens", step, runs * epochs * -(-train_size // 64)),
+                  Unit(f"{name}: validation batch, 256 × {T_dev} tokens", lambda model=model: evaluate(model, dev),
+                       runs * epochs * -(-872 // 256))]
+    return units
+
+
+RECURRENT = {"embedding_dim": 64, "hidden_size": 64}
+
+
+@part("rnn-page", notebooks="`book/rnn.ipynb` in Colab", what="the comparison of four recurrent classifiers (vanilla "
+      "RNN, LSTM, GRU, bidirectional LSTM; D = H = 64; the course's cells, unrolled in Python) on the first 4,000 "
+      "SST-2 phrases, 3 seeds × 10 epochs each")
+def rnn_page(quick):
+    one_way = {**RECURRENT, "bidirectional": False}
+    models = {"vanilla RNN": ("rnn", {**one_way, "cell": "rnn"}), "LSTM": ("rnn", {**one_way, "cell": "lstm"}),
+              "GRU": ("rnn", {**one_way, "cell": "gru"}),
+              "bidirectional LSTM": ("rnn", {**RECURRENT, "cell": "lstm", "bidirectional": True})}
+    return _sentiment_training(quick, models, runs=3, epochs=10, train_size=4_000, lr=5e-3)
+
+
+@part("cnn-page", notebooks="`book/cnn.ipynb` in Colab", what="Kim's CNN (widths 3, 4, 5, 64 filters each) against "
+      "the bidirectional LSTM on the first 4,000 SST-2 phrases, 3 seeds × 8 epochs each")
+def cnn_page(quick):
+    models = {"CNN": ("cnn", {"embedding_dim": 64, "kernel_sizes": (3, 4, 5), "num_filters": 64, "dropout": 0.5}),
+              "bidirectional LSTM": ("rnn", {**RECURRENT, "cell": "lstm", "bidirectional": True})}
+    return _sentiment_training(quick, models, runs=3, epochs=8, train_size=4_000, lr=5e-3)
+
+
+@part("rnn-cnn-assignments", notebooks="`solutions/rnn/rnn.ipynb`, `solutions/cnn/cnn.ipynb` in Colab",
+      what="the training at the end of each: the bidirectional LSTM (rnn), and the CNN (widths 3, 4, 5, 100 "
+           "filters each) and the bidirectional LSTM (cnn), on 10,000 SST-2 phrases for 5 epochs each")
+def rnn_cnn_assignments(quick):
+    bilstm = ("rnn", {**RECURRENT, "cell": "lstm", "bidirectional": True})
+    models = {"rnn: bidirectional LSTM": bilstm, "cnn: bidirectional LSTM": bilstm,
+              "cnn: CNN": ("cnn", {"embedding_dim": 64, "kernel_sizes": (3, 4, 5), "num_filters": 100})}
+    return _sentiment_training(quick, models, runs=1, epochs=5, train_size=10_000, lr=2e-3)
 
 
 def _gpt2(quick: bool):
@@ -208,20 +302,70 @@ def gpt2_generation(quick):
                 pad_token_id=0), 1)]
 
 
-@part("gpt2-prompting", notebooks="`solutions/prompting/prompting.ipynb` in Colab, `book/choosing.ipynb`'s "
-      "prompting in Colab", what="GPT-2 small scoring 2 label words after each prompt: 40 evaluations of 203 "
-      "prompts (200 SST-2 reviews and 3 content-free ones) in the instructor notebook; counted at 300 tokens, "
-      "the longest (8 demonstrations), where the average is about 100")
+REVIEW_TOKENS = 33  # assumed: one SST-2 review with its template's words, in GPT-2's tokens (about 20 words)
+PROMPTING_EVALUATIONS = {0: 17, 1: 5, 2: 5, 4: 13, 8: 5}  # demonstrations: evaluations of 203 prompts with that many
+
+
+@part("gpt2-prompting", notebooks="`solutions/prompting/prompting.ipynb` in Colab",
+      what="GPT-2 small scoring 2 label words after each prompt: 45 evaluations (16 templates and label words "
+           "zero-shot, 21 with 0 to 8 demonstrations, 8 orders of 4) of 203 prompts (200 SST-2 reviews and 3 "
+           f"content-free ones); a prompt of k demonstrations counted as (k + 1) × {REVIEW_TOKENS} tokens")
 def gpt2_prompting(quick):
     import torch
 
     from dl4nlp.prompting import continuation_log_probs
 
     model, config = _gpt2(quick)
-    prompt = torch.randint(config.vocab_size, (20 if quick else 298,), generator=torch.Generator().manual_seed(0))
-    prompt_ids, words = prompt.tolist(), [[11], [12]]
-    return [Unit("one prompt, 2 label words of 1 token (a batch of 2 × 300 tokens)",
-                 lambda: continuation_log_probs(model, prompt_ids, words), 40 * 203)]
+    units = []
+    for shots, evaluations in PROMPTING_EVALUATIONS.items():
+        T = (shots + 1) * (4 if quick else REVIEW_TOKENS)
+        prompt = torch.randint(config.vocab_size, (T,), generator=torch.Generator().manual_seed(shots)).tolist()
+        label = f"a prompt of {shots} demonstration{'s' * (shots != 1)}, 2 label words of 1 token (2 × {T + 1} tokens)"
+        units.append(Unit(label, lambda prompt=prompt: continuation_log_probs(model, prompt, [[11], [12]]),
+                          evaluations * 203))
+    return units
+
+
+PROMPTING_PAGE = {"development": 200, "test": 500}  # SST-2 reviews the page samples in Colab
+
+
+def prompting_page_prompts(development: int, test: int) -> dict[tuple[int, int], int]:
+    """(demonstrations, label words) -> prompts the prompting page scores in Colab, each evaluation on the test
+    reviews with its 3 content-free prompts; the page caches an evaluation it asks for again."""
+    evaluation = test + 3
+    return {(0, 8): 15 * development + 2 * test + evaluation,  # the template search; its two on test; "all of them"
+            (0, 2): (4 + 14) * evaluation,  # the other four verbalizers; the other 14 templates zero-shot
+            (1, 2): (5 + 3) * evaluation,  # five draws; the widget's three other templates
+            (2, 2): (5 + 1 + 3 + 2) * evaluation,  # five draws; the generation's two; the widget's; evaluate_prompting
+            (3, 2): (6 + 5 + 3) * evaluation}  # six orders; five draws; the widget's
+
+
+@part("prompting-page", notebooks="`book/prompting.ipynb` in Colab",
+      what=f"GPT-2 small scoring the label words after prompts of {PROMPTING_PAGE['test']} SST-2 validation reviews "
+           f"(and {PROMPTING_PAGE['development']} training ones for the search of 15 templates): 5 verbalizers, 15 "
+           "templates, 6 orders, 0 to 3 demonstrations in 5 draws, the widget's 16 settings (the page caches "
+           "repeats), 60 generations of 5 tokens; "
+           f"a prompt of k demonstrations counted as (k + 1) × {REVIEW_TOKENS} tokens")
+def prompting_page(quick):
+    import torch
+
+    from dl4nlp.gpt import generate
+    from dl4nlp.prompting import continuation_log_probs
+
+    model, config = _gpt2(quick)
+    units = []
+    for (shots, words), count in prompting_page_prompts(**PROMPTING_PAGE).items():
+        T = (shots + 1) * (4 if quick else REVIEW_TOKENS)
+        prompt = torch.randint(config.vocab_size, (T,), generator=torch.Generator().manual_seed(shots)).tolist()
+        label = (f"a prompt of {shots} demonstration{'s' * (shots != 1)}, {words} label words "
+                 f"({words} × {T + 1} tokens)")
+        units.append(Unit(label, lambda prompt=prompt, words=words: continuation_log_probs(
+            model, prompt, [[11 + w] for w in range(words)]), count))
+    prompt = torch.randint(config.vocab_size, (1, 3 * (4 if quick else REVIEW_TOKENS)),
+                           generator=torch.Generator().manual_seed(9))
+    units.append(Unit("5 tokens generated after a prompt of 2 demonstrations", lambda: generate(model, prompt, 5),
+                      2 * 60))
+    return units
 
 
 # --- measuring, one part per fresh process -------------------------------------------------------------
@@ -235,7 +379,7 @@ def _status_bytes(field: str) -> int:
 
 
 def measure_part(name: str, quick: bool) -> dict:
-    """In this process: the part's units built, each run once under the FLOP counter (a stateful one again)."""
+    """In this process: the part's units built, each run once under the counters and once timed."""
     import torch
     import transformers  # noqa: F401 - imported before the baseline, as every part uses it or dl4nlp's modules
     from torch.utils.flop_counter import FlopCounterMode
@@ -250,30 +394,45 @@ def measure_part(name: str, quick: bool) -> dict:
     torch.set_num_threads(2)
     baseline = _status_bytes("VmRSS")
     units = PARTS[name].factory(quick)
-    rows, total_flops = [], 0.0
+    rows, total_flops, total_ops = [], 0.0, 0
     for unit in units:
-        counter = FlopCounterMode(display=False)
+        counter, operations = FlopCounterMode(display=False), OperationCounter()
+        with counter, operations:
+            unit.run()
         start = time.perf_counter()
-        with counter:
-            unit.run()
+        unit.run()  # timed outside the counters (a training step's optimizer now has its state)
         seconds = time.perf_counter() - start
-        if unit.stateful:
-            start = time.perf_counter()
-            unit.run()
-            seconds = time.perf_counter() - start
         flops = counter.get_total_flops() * unit.scale
-        total_flops += flops * unit.count
-        rows.append({"unit": unit.label, "flops": flops, "count": unit.count, "cpu_seconds": seconds})
+        total_flops, total_ops = total_flops + flops * unit.count, total_ops + operations.count * unit.count
+        rows.append({"unit": unit.label, "flops": flops, "operations": operations.count, "count": unit.count,
+                     "cpu_seconds": seconds})
     peak = _status_bytes("VmHWM")
-    return {"units": rows, "flops": total_flops, "tensor_bytes": peak - baseline, "threads": torch.get_num_threads(),
-            "trained_parameters": max(unit.trained_parameters for unit in units)}
+    return {"units": rows, "flops": total_flops, "operations": total_ops, "tensor_bytes": peak - baseline,
+            "threads": torch.get_num_threads(), "trained_parameters": max(unit.trained_parameters for unit in units)}
+
+
+def OperationCounter():
+    """A dispatch mode that counts the aten operations run under it, backward ones included (views too, which
+    launch no kernel: an overcount)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Counter(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.count += 1
+            return func(*args, **(kwargs or {}))
+
+    return Counter()
 
 
 def estimate(name: str, measured: dict, quick: bool) -> dict:
     entry = PARTS[name]
     peak_flops = T4_FLOPS[entry.precision]
     slow, fast = EFFICIENCY[entry.precision]
-    seconds = (measured["flops"] / (peak_flops * fast), measured["flops"] / (peak_flops * slow))
+    seconds = tuple(sum(unit["count"] * max(unit["flops"] / (peak_flops * share), unit["operations"] * per_operation)
+                        for unit in measured["units"]) for share, per_operation in ((fast, OP_SECONDS[0]),
+                                                                                    (slow, OP_SECONDS[1])))
     half_weights = 2 * measured["trained_parameters"] if entry.precision == "mixed" else 0  # bytes in float16
     memory = measured["tensor_bytes"] + CUDA_CONTEXT_BYTES + half_weights
     return {"part": name, "notebooks": entry.notebooks, "what": entry.what, "precision": entry.precision,
@@ -305,25 +464,35 @@ def run_parts(names: list[str], quick: bool) -> list[dict]:
 
 def _minutes(seconds: tuple[float, float]) -> str:
     low, high = seconds
+    if high < 1:
+        return "under 1 s"
     return f"{low:.0f} to {high:.0f} s" if high < 120 else f"{low / 60:.1f} to {high / 60:.1f} min"
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| part | notebooks | what runs | FLOPs in all | T4 time, estimated | T4 memory, estimated | "
-             "within 15 min and 15 GB | measured where, when |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| part | notebooks | what runs | FLOPs and operations in all | T4 time, estimated | "
+             "T4 memory, estimated | within 15 min and 15 GB | measured where, when |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        units = "; ".join(f"{unit['count']:,} × {unit['unit']} ({unit['flops']:.3g} FLOPs)" for unit in row["units"])
+        units = "; ".join(f"{unit['count']:,} × {unit['unit']} ({unit['flops']:.3g} FLOPs, {unit['operations']:,} "
+                          f"operations, {_seconds(unit['cpu_seconds'])} here)" for unit in row["units"])
         verdict = "— (quick mode)" if row["met"] is None else "yes" if row["met"] else "**no**"
-        speed = f"{T4_FLOPS[row['precision']] / 1e12:g} TFLOP/s {row['precision']} at " + " to ".join(
-            f"{share:.0%}" for share in reversed(EFFICIENCY[row["precision"]]))
+        speed = (f"{T4_FLOPS[row['precision']] / 1e12:g} TFLOP/s {row['precision']} at "
+                 + " to ".join(f"{share:.0%}" for share in reversed(EFFICIENCY[row["precision"]]))
+                 + f", or {OP_SECONDS[0] * 1e6:g} to {OP_SECONDS[1] * 1e6:g} µs an operation, the longer")
         lines.append(
             f"| {row['part']}{' (quick mode: tiny models)' if row['quick'] else ''} | {row['notebooks']} | "
-            f"{row['what']}: {units} | {row['flops']:.3g} | {_minutes(row['t4_seconds'])} ({speed}) | "
+            f"{row['what']}: {units} | {row['flops']:.3g} FLOPs, {row['operations']:.3g} operations | "
+            f"{_minutes(row['t4_seconds'])} ({speed}) | "
             f"{row['t4_memory_bytes'] / 1e9:.2f} GB ({row['tensor_bytes'] / 1e9:.2f} GB of tensors, measured "
             f"here, + {CUDA_CONTEXT_BYTES / 1e9:.1f} GB CUDA context"
             f"{' + float16 weights' if row['precision'] == 'mixed' else ''}) | {verdict} | "
             f"{row['device']}, {row['threads']} threads, {row['when']}, {row['load']} |")
     return "\n".join(lines)
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds * 1000:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -436,8 +436,8 @@ def run_notebooks(paths: list[Path]) -> list[dict]:
         except Exception as problem:  # noqa: BLE001 - reported in the row
             error = f"{type(problem).__name__}: {str(problem)[-300:]}"
         seconds = time.perf_counter() - start
-        row = {"notebook": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path), "seconds": seconds, "peak_memory_bytes": peak["bytes"],
-               "budget_s": SMOKE_BUDGET_S,
+        name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        row = {"notebook": str(name), "seconds": seconds, "peak_memory_bytes": peak["bytes"], "budget_s": SMOKE_BUDGET_S,
                "met": error is None and seconds <= SMOKE_BUDGET_S, "error": error, "when": now(), "load": before,
                "device": device_name(_cpu()), "torch": _torch_version(), "cpus": os.cpu_count()}
         rows.append(row)

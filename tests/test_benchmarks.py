@@ -1,5 +1,5 @@
-"""benchmarks/models.py keeps working: its --quick mode runs every landed chapter's rows and prints the table
-(the numbers themselves are a benchmark, not a test)."""
+"""benchmarks/models.py and benchmarks/colab.py keep working: their quick modes run and print their tables (the
+numbers themselves are a benchmark, not a test), and what they count adds up."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "models.py"
@@ -56,9 +58,13 @@ def test_the_colab_estimate_counts_a_training_step_as_three_forward_passes(tmp_p
     assert step["count"] == 1320 and validation["count"] == 6 * 4  # 955 tweets in batches of 256, six runs
     forward = validation["flops"] / (256 / 4)  # the validation unit counted 4 of the quick batch's rows
     assert 2.5 < step["flops"] / forward < 3.5  # backward costs about twice the forward pass
+    assert step["operations"] > 2 * validation["operations"]  # and runs its own operations, then AdamW's
     assert row["flops"] == sum(unit["flops"] * unit["count"] for unit in row["units"])
-    fast, slow = row["t4_seconds"]
-    assert 0 < fast < slow and slow == row["flops"] / (8.1e12 * 0.25)  # float32 at the slow end's efficiency
+    assert row["operations"] == sum(unit["operations"] * unit["count"] for unit in row["units"]) > 0
+    fast, slow = row["t4_seconds"]  # each unit: float32 at the slow end's efficiency, or 25 µs an operation
+    assert 0 < fast < slow == pytest.approx(sum(unit["count"] * max(unit["flops"] / (8.1e12 * 0.25),
+                                                                    unit["operations"] * 25e-6)
+                                                for unit in row["units"]))
     assert row["tensor_bytes"] > 0 and row["t4_memory_bytes"] > row["tensor_bytes"] and row["met"] is None
 
 
@@ -66,7 +72,9 @@ def test_every_colab_part_names_its_notebooks():
     result = subprocess.run([sys.executable, str(COLAB), "--list"], capture_output=True, text=True, timeout=60,
                             check=True)
     parts = dict(line.split(": ", 1) for line in result.stdout.splitlines())
-    assert set(parts) == {"finetune-sst2", "finetune-part6", "bert-base-pair", "gpt2-generation", "gpt2-prompting"}
+    assert set(parts) == {"finetune-sst2", "finetune-part6", "bert-base-pair", "gpt2-generation", "gpt2-prompting",
+                          "rnn-page", "cnn-page", "rnn-cnn-assignments", "finetune-page-minilm",
+                          "prompting-page"}
     assert all(".ipynb" in text for text in parts.values())
 
 
