@@ -107,6 +107,22 @@ def test_a_query_that_may_attend_to_no_key_gets_zero_weights_and_output_like_tor
         assert close(our_gradients, gradients(expected, [q, k, v]), atol=GRAD_ATOL)
 
 
+@pytest.mark.parametrize("mask", [None, "boolean", "float"])
+def test_without_autograd_the_weights_are_the_same_and_still_differentiable_with_it(mask):
+    generator = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 3, 5, 4, generator=generator), torch.randn(2, 3, 6, 4, generator=generator)
+    allowed = torch.rand(5, 6, generator=generator) > 0.3
+    attn_mask = {None: None, "boolean": allowed,
+                 "float": torch.zeros(5, 6).masked_fill(~allowed, float("-inf"))}[mask]
+    q.requires_grad_(True)
+    with_autograd = attention_weights(q, k, attn_mask)  # the softmax gets its own buffer: backward needs it
+    with torch.no_grad():
+        without = attention_weights(q, k, attn_mask)  # the softmax writes over the scores
+    assert torch.allclose(with_autograd, without, atol=1e-6) and not without.requires_grad
+    (with_autograd * torch.randn(with_autograd.shape, generator=generator)).sum().backward()
+    assert q.grad is not None and torch.isfinite(q.grad).all()
+
+
 def test_permuting_keys_and_values_together_changes_nothing():
     generator = torch.Generator().manual_seed(1)
     q, k, v = torch.randn(2, 4, 3, generator=generator), torch.randn(2, 6, 3, generator=generator), \

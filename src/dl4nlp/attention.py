@@ -202,8 +202,10 @@ def attention_weights(q: Tensor, k: Tensor, attn_mask: Tensor | None = None, is_
     scores = (q @ k.transpose(-2, -1)).mul_(1 / math.sqrt(q.shape[-1]))  # (..., T_q, T_k): q_i . k_j / sqrt(Dh)
     if is_causal:
         attn_mask = causal_mask(q.shape[-2], k.shape[-2], device=scores.device)  # (T_q, T_k): j <= i
+    # Without autograd the softmax may write over the scores: no second (..., T_q, T_k) buffer to allocate.
+    out = None if scores.requires_grad else scores
     if attn_mask is None:
-        return torch.softmax(scores, dim=-1)  # (..., T_q, T_k): rows sum to 1
+        return torch.softmax(scores, dim=-1, out=out)  # (..., T_q, T_k): rows sum to 1
     # A query that may attend to no key would get 0 / 0 = NaN: let it see every key, then zero its row.
     if attn_mask.dtype == torch.bool:
         nowhere = ~attn_mask.any(dim=-1, keepdim=True)  # (..., T_q, 1), at the mask's own (small) shape
@@ -211,7 +213,7 @@ def attention_weights(q: Tensor, k: Tensor, attn_mask: Tensor | None = None, is_
     else:
         nowhere = (attn_mask == float("-inf")).all(dim=-1, keepdim=True)  # (..., T_q, 1)
         scores = scores.add_(attn_mask.masked_fill(nowhere, 0.0).to(scores.dtype))  # (..., T_q, T_k): added
-    weights = torch.softmax(scores, dim=-1)  # (..., T_q, T_k): rows sum to 1
+    weights = torch.softmax(scores, dim=-1, out=out)  # (..., T_q, T_k): rows sum to 1
     # All zero for a query with no key; the pass over (..., T_q, T_k) is skipped when every query has one.
     return weights.masked_fill(nowhere, 0.0) if bool(nowhere.any()) else weights  # (..., T_q, T_k)
 
