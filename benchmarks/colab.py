@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from models import ROOT, device_name, load, now  # noqa: E402 - the same row stamps as the other benchmark
+from models import ROOT, _cpu, device_name, load, memory_bytes, now  # noqa: E402 - the other benchmark's stamps
 
 T4_FLOPS = {"float32": 8.1e12, "mixed": 65e12}  # NVIDIA T4 datasheet: FP32, and mixed FP16/FP32 (tensor cores)
 EFFICIENCY = {"float32": (0.25, 0.5), "mixed": (0.1, 0.3)}  # assumed share of it that training reaches (slow, fast)
@@ -372,10 +372,10 @@ def prompting_page(quick):
 
 
 def _status_bytes(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024  # kB
-    raise RuntimeError(f"no {field} in /proc/self/status (this measures memory on Linux only)")
+    value = memory_bytes(field)
+    if value is None:
+        raise RuntimeError(f"no {field} in /proc/self/status (this measures memory on Linux only)")
+    return value
 
 
 def measure_part(name: str, quick: bool) -> dict:
@@ -439,12 +439,6 @@ def estimate(name: str, measured: dict, quick: bool) -> dict:
             "quick": quick, "t4_seconds": seconds, "t4_memory_bytes": memory,
             "met": None if quick else seconds[1] <= BUDGET_S and memory <= T4_MEMORY_BYTES, "when": now(),
             "load": load(), "device": device_name(_cpu()), **measured}
-
-
-def _cpu():
-    import torch
-
-    return torch.device("cpu")
 
 
 def run_parts(names: list[str], quick: bool) -> list[dict]:

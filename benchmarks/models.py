@@ -425,7 +425,8 @@ def run_notebooks(paths: list[Path]) -> list[dict]:
         peak = {"bytes": None}  # the kernel's peak resident memory, read after each cell while it lives
 
         def read_peak(client=client, peak=peak, **_):
-            peak["bytes"] = _peak_memory(getattr(client.km.provisioner, "pid", None)) or peak["bytes"]
+            pid = getattr(client.km.provisioner, "pid", None)
+            peak["bytes"] = (memory_bytes(pid=pid) if pid else None) or peak["bytes"]
 
         client.on_cell_executed = read_peak
         before = load()
@@ -437,20 +438,22 @@ def run_notebooks(paths: list[Path]) -> list[dict]:
             error = f"{type(problem).__name__}: {str(problem)[-300:]}"
         seconds = time.perf_counter() - start
         name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
-        row = {"notebook": str(name), "seconds": seconds, "peak_memory_bytes": peak["bytes"], "budget_s": SMOKE_BUDGET_S,
-               "met": error is None and seconds <= SMOKE_BUDGET_S, "error": error, "when": now(), "load": before,
+        row = {"notebook": str(name), "seconds": seconds, "peak_memory_bytes": peak["bytes"],
+               "budget_s": SMOKE_BUDGET_S, "met": error is None and seconds <= SMOKE_BUDGET_S, "error": error,
+               "when": now(), "load": before,
                "device": device_name(_cpu()), "torch": _torch_version(), "cpus": os.cpu_count()}
         rows.append(row)
         print(f"{row['notebook']}: {seconds:.1f} s{' FAILED ' + error if error else ''}", file=sys.stderr, flush=True)
     return rows
 
 
-def _peak_memory(pid: int | None) -> int | None:
-    """A process's peak resident memory so far (VmHWM), in bytes; None where /proc cannot say."""
+def memory_bytes(field: str = "VmHWM", pid: int | str = "self") -> int | None:
+    """A process's memory from /proc/PID/status, in bytes: VmHWM, its peak resident memory so far, or VmRSS,
+    its resident memory now; None where /proc cannot say (not Linux, or the process has gone)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024  # kB
     except (OSError, ValueError, IndexError):
         pass
     return None
