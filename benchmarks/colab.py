@@ -311,18 +311,26 @@ PROMPTING_EVALUATIONS = {0: 17, 1: 5, 2: 5, 4: 13, 8: 5}  # demonstrations: eval
            "zero-shot, 21 with 0 to 8 demonstrations, 8 orders of 4) of 203 prompts (200 SST-2 reviews and 3 "
            f"content-free ones); a prompt of k demonstrations counted as (k + 1) × {REVIEW_TOKENS} tokens")
 def gpt2_prompting(quick):
+    model, config = _gpt2(quick)
+    return _prompt_units(model, config, quick, {(shots, 2): evaluations * 203
+                                                for shots, evaluations in PROMPTING_EVALUATIONS.items()})
+
+
+def _prompt_units(model, config, quick: bool, prompts: dict[tuple[int, int], int]) -> list[Unit]:
+    """One unit per (demonstrations, label words): a prompt of (k + 1) reviews scored on that many one-token label
+    words (`continuation_log_probs`, one batch of a row per word), counted as many times as `prompts` says."""
     import torch
 
     from dl4nlp.prompting import continuation_log_probs
 
-    model, config = _gpt2(quick)
     units = []
-    for shots, evaluations in PROMPTING_EVALUATIONS.items():
+    for (shots, words), count in prompts.items():
         T = (shots + 1) * (4 if quick else REVIEW_TOKENS)
         prompt = torch.randint(config.vocab_size, (T,), generator=torch.Generator().manual_seed(shots)).tolist()
-        label = f"a prompt of {shots} demonstration{'s' * (shots != 1)}, 2 label words of 1 token (2 × {T + 1} tokens)"
-        units.append(Unit(label, lambda prompt=prompt: continuation_log_probs(model, prompt, [[11], [12]]),
-                          evaluations * 203))
+        label = (f"a prompt of {shots} demonstration{'s' * (shots != 1)}, {words} label words "
+                 f"({words} × {T + 1} tokens)")
+        units.append(Unit(label, lambda prompt=prompt, words=words: continuation_log_probs(
+            model, prompt, [[11 + w] for w in range(words)]), count))
     return units
 
 
@@ -350,22 +358,12 @@ def prompting_page(quick):
     import torch
 
     from dl4nlp.gpt import generate
-    from dl4nlp.prompting import continuation_log_probs
 
     model, config = _gpt2(quick)
-    units = []
-    for (shots, words), count in prompting_page_prompts(**PROMPTING_PAGE).items():
-        T = (shots + 1) * (4 if quick else REVIEW_TOKENS)
-        prompt = torch.randint(config.vocab_size, (T,), generator=torch.Generator().manual_seed(shots)).tolist()
-        label = (f"a prompt of {shots} demonstration{'s' * (shots != 1)}, {words} label words "
-                 f"({words} × {T + 1} tokens)")
-        units.append(Unit(label, lambda prompt=prompt, words=words: continuation_log_probs(
-            model, prompt, [[11 + w] for w in range(words)]), count))
     prompt = torch.randint(config.vocab_size, (1, 3 * (4 if quick else REVIEW_TOKENS)),
                            generator=torch.Generator().manual_seed(9))
-    units.append(Unit("5 tokens generated after a prompt of 2 demonstrations", lambda: generate(model, prompt, 5),
-                      2 * 60))
-    return units
+    return [*_prompt_units(model, config, quick, prompting_page_prompts(**PROMPTING_PAGE)),
+            Unit("5 tokens generated after a prompt of 2 demonstrations", lambda: generate(model, prompt, 5), 2 * 60)]
 
 
 # --- measuring, one part per fresh process -------------------------------------------------------------
