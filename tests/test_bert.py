@@ -258,6 +258,28 @@ def test_padding_never_changes_real_outputs():
     assert not close(real(model(**other_segments).last_hidden_state, mask), real(output.last_hidden_state, mask))
 
 
+def test_a_batch_without_padding_skips_the_mask_as_hugging_face_does():
+    """An attention_mask of all 1 masks nothing: the layers get no mask (no pass over the (B, H, T, T) scores),
+    and the outputs are those of attention_mask=None exactly; one padded token brings the mask back."""
+    config = tiny_config()
+    model = BertModel(config, generator=torch.Generator().manual_seed(6)).eval()
+    input_ids = torch.randint(0, config.vocab_size, (2, 7), generator=torch.Generator().manual_seed(6))
+    masks_seen = []
+    hooks = [layer.self_attn.register_forward_pre_hook(lambda module, args: masks_seen.append(args[3]))
+             for layer in model.encoder.layers]
+    everything = model(input_ids, attention_mask=torch.ones(2, 7, dtype=torch.long))
+    assert masks_seen == [None] * config.num_hidden_layers
+    assert torch.equal(everything.last_hidden_state, model(input_ids).last_hidden_state)
+    masks_seen.clear()
+    padded = torch.ones(2, 7, dtype=torch.long)
+    padded[1, 6] = 0
+    model(input_ids, attention_mask=padded)
+    for hook in hooks:
+        hook.remove()
+    assert len(masks_seen) == config.num_hidden_layers
+    assert all(torch.equal(mask, padded == 0) for mask in masks_seen)
+
+
 # --- pre-training -----------------------------------------------------------------------------------
 
 

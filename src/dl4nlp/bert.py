@@ -336,8 +336,9 @@ class BertModel(nn.Module):
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
                 attention_mask: Tensor | None = None) -> BertModelOutput:
         """Args: input_ids (B, T), token ids; token_type_ids (B, T), 0 for [CLS] A [SEP] and 1 for B [SEP], or None
-          (all 0); attention_mask (B, T), 1 = real token and 0 = padding, or None (no padding). Pass them by name:
-          Hugging Face's BertModel takes attention_mask second.
+          (all 0); attention_mask (B, T), 1 = real token and 0 = padding, or None (no padding; a mask of all 1
+          is treated as None, as Hugging Face's SDPA attention does). Pass them by name: Hugging Face's BertModel
+          takes attention_mask second.
         Returns: `BertModelOutput` with last_hidden_state (B, T, D), pooler_output (B, D) and hidden_states.
         Matches: transformers.BertModel with the same weights: last_hidden_state at real positions,
           pooler_output, hidden_states (output_hidden_states=True).
@@ -346,6 +347,8 @@ class BertModel(nn.Module):
         check_bert_inputs(type(self).__name__, input_ids, token_type_ids, attention_mask,
                           vocab_size=config.vocab_size, max_position_embeddings=config.max_position_embeddings,
                           type_vocab_size=config.type_vocab_size)
+        if attention_mask is not None and bool(attention_mask.all()):
+            attention_mask = None  # no padding anywhere: nothing to mask (Hugging Face skips it too)
         h = self.embeddings(input_ids, token_type_ids)  # (B, T, D)
         hidden_states = [h]
         for layer in self.encoder.layers:
