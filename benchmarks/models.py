@@ -8,8 +8,11 @@
 Each pair (ours, reference) runs in the same process on the same inputs (weights copied over, outputs
 checked equal first): warm-up calls of each, then `--repeats` rounds that time both, alternating which
 goes first, each sample the mean of enough calls to last about 0.2 s. The table gives the medians,
-the ratio ours / reference, the ratio the issue requires and whether it was met, and for every row where
-(device, torch, threads) and when it was measured. cuda is used when present, else the CPU.
+the ratio ours / reference of the medians with the lowest and highest of the rounds' own ratios (a round
+times both back to back, so its ratio shows how much the machine moved the verdict), the ratio the issue
+requires and whether it was met, and for every row where (device, torch, threads) and when it was measured.
+A control row (`attention-plain`) has no verdict: it times what a bound rests on. cuda is used when
+present, else the CPU.
 
 `--quick` is a smoke check of the script itself (tiny shapes, few samples): its ratios mean nothing and
 its rows say so. `--notebooks` times the smoke run of every book page and instructor notebook (nbclient,
@@ -62,7 +65,7 @@ class Pair:
     ours: str
     reference: str
     setting: str
-    required: float  # ours / reference must be at most this
+    required: float | None  # ours / reference must be at most this; None: a control row, no verdict
     requirement: str  # how the issue states it
     factory: Factory
 
@@ -70,13 +73,16 @@ class Pair:
 PAIRS: dict[str, Pair] = {}
 
 
-def pair(name: str, *, ours: str, reference: str, setting: str, required: float,
+def pair(name: str, *, ours: str, reference: str, setting: str, required: float | None,
          requirement: str | None = None) -> Callable[[Factory], Factory]:
     """Register a row: the decorated function takes (device, quick) and returns (ours, reference), two
-    callables without arguments that each run one timed call. `required` bounds ours / reference."""
+    callables without arguments that each run one timed call. `required` bounds ours / reference; None marks
+    a control row, measured for context and given no verdict (its `requirement` says what it is for)."""
     def register(factory: Factory) -> Factory:
         if name in PAIRS:
             raise ValueError(f"two benchmark rows are named {name!r}")
+        if required is None and requirement is None:
+            raise ValueError(f"the control row {name!r} should say in `requirement` what it is for")
         PAIRS[name] = Pair(name, ours, reference, setting, required, requirement or f"≤ {required:g}", factory)
         return factory
     return register
@@ -160,6 +166,35 @@ def attention(device, quick):
             return F.scaled_dot_product_attention(q, k, v)
 
     return run_ours, run_reference
+
+
+@pair("attention-plain", ours="plain torch: `softmax(q @ k.mT / sqrt(Dh)) @ v`",
+      reference="`torch.nn.functional.scaled_dot_product_attention`", setting="(B, H, T, Dh) = (8, 12, 128, 64)",
+      required=None, requirement="— (a control: any three-operation attention on this machine now; the issue "
+                                 "measured 1.05 to 1.15)")
+def attention_plain(device, quick):
+    """What the `attention` row's bound rests on: the same three operations written with nothing else (no
+    checks, nothing in place), timed against the fused kernel in the same run."""
+    import math
+
+    import torch
+    from torch.nn import functional as F
+
+    shape = (2, 2, 8, 4) if quick else (8, 12, 128, 64)  # (B, H, T, Dh)
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(*shape, generator=generator).to(device) for _ in range(3))
+
+    def run_plain():
+        with torch.no_grad():
+            return torch.softmax(q @ k.mT / math.sqrt(q.shape[-1]), dim=-1) @ v
+
+    def run_reference():
+        with torch.no_grad():
+            return F.scaled_dot_product_attention(q, k, v)
+
+    with torch.no_grad():
+        assert torch.allclose(run_plain(), run_reference(), atol=1e-4), "the plain operations and torch's disagree"
+    return run_plain, run_reference
 
 
 @pair("bert", ours="`BertModel` forward", reference="`transformers.BertModel`",
@@ -313,8 +348,11 @@ def measure(ours: Callable[[], object], reference: Callable[[], object], device,
         order = ("ours", "reference") if index % 2 == 0 else ("reference", "ours")
         for name in order:
             samples[name].append(_sample(functions[name], number[name], device))
+    # Each round's two samples ran back to back: their ratio is little moved by slow drifts of the machine.
+    rounds = sorted(ours / reference for ours, reference in zip(samples["ours"], samples["reference"]))
     return {"samples_s": samples, "calls_per_sample": number,
-            "median_s": {name: statistics.median(values) for name, values in samples.items()}}
+            "median_s": {name: statistics.median(values) for name, values in samples.items()},
+            "round_ratios": {"low": rounds[0], "median": statistics.median(rounds), "high": rounds[-1]}}
 
 
 # --- where and when ------------------------------------------------------------------------------------
@@ -375,12 +413,14 @@ def run_pairs(names: list[str], args, device) -> list[dict]:
         result = measure(ours, reference, device, repeats=args.repeats, warmup=args.warmup,
                          target_s=0.02 if args.quick else 0.2)
         ratio = result["median_s"]["ours"] / result["median_s"]["reference"]
-        row.update(status="measured", ratio=ratio, met=None if args.quick else ratio <= entry.required,
+        row.update(status="measured", ratio=ratio,
+                   met=None if args.quick or entry.required is None else ratio <= entry.required,
                    when=now(), load=load(), **where(device), **result)
         rows.append(row)
         spread = {side: f"{_ms(min(values))} to {_ms(max(values))}" for side, values in result["samples_s"].items()}
         print(f"{name}: ours {_ms(result['median_s']['ours'])} ({spread['ours']}), reference "
-              f"{_ms(result['median_s']['reference'])} ({spread['reference']}), ratio {ratio:.2f} ({load()})",
+              f"{_ms(result['median_s']['reference'])} ({spread['reference']}), ratio {ratio:.2f} (rounds {result['round_ratios']['low']:.2f} to "
+              f"{result['round_ratios']['high']:.2f}; {load()})",
               file=sys.stderr, flush=True)
     return rows
 
@@ -394,12 +434,15 @@ def pairs_table(rows: list[dict]) -> str:
             lines.append(f"| {row['ours']} | {row['reference']} | {setting} | — | — | — | {row['requirement']} | "
                          f"not yet measured ({row['note']}) | — | — |")
             continue
-        met = "— (quick)" if row["met"] is None else "yes" if row["met"] else "**no**"
+        met = ("— (quick)" if row["quick"] else "— (control)" if row["met"] is None else "yes" if row["met"]
+               else "**no**")
+        spread = row["round_ratios"]
+        ratio = f"{row['ratio']:.2f} (rounds {spread['low']:.2f} to {spread['high']:.2f})"
         if row["quick"]:
             setting += " — **quick mode: tiny shapes, the ratio means nothing**"
         place = f"{row['device']}, torch {row['torch']}, {row['threads']} thread{'s' * (row['threads'] != 1)}"
         lines.append(f"| {row['ours']} | {row['reference']} | {setting} | {_ms(row['median_s']['ours'])} | "
-                     f"{_ms(row['median_s']['reference'])} | {row['ratio']:.2f} | {row['requirement']} | {met} | "
+                     f"{_ms(row['median_s']['reference'])} | {ratio} | {row['requirement']} | {met} | "
                      f"{place} | {row['when']}, {row['load']} |")
     return "\n".join(lines)
 

@@ -30,6 +30,10 @@ def test_quick_mode_prints_the_table(tmp_path):
     measured = {row["row"]: row for row in results["pairs"] if row["status"] == "measured"}
     assert set(measured) >= {"lstm-forward", "lstm-train", "conv1d", "generate", "generate-cache"}  # once landed
     assert all(row["ratio"] > 0 and row["met"] is None for row in measured.values())  # quick: no verdict
+    for row in measured.values():  # the rounds' own ratios bracket their median
+        spread = row["round_ratios"]
+        assert 0 < spread["low"] <= spread["median"] <= spread["high"]
+        assert f"(rounds {spread['low']:.2f} to {spread['high']:.2f})" in result.stdout
 
 
 def test_every_row_states_its_requirement():
@@ -38,7 +42,8 @@ def test_every_row_states_its_requirement():
     rows = result.stdout.splitlines()
     assert {line.split(":")[0] for line in rows} >= {"lstm-forward", "lstm-train", "attention", "bert", "conv1d",
                                                     "generate", "generate-cache"}
-    assert all("≤" in line for line in rows)
+    assert all("≤" in line or "a control" in line for line in rows)
+    assert [line.split(":")[0] for line in rows if "a control" in line] == ["attention-plain"]
 
 
 COLAB = ROOT / "benchmarks" / "colab.py"
