@@ -3,6 +3,7 @@
     release.py     dl4nlp release    student notebooks from solutions/ (nbgrader generate_assignment)
     sync.py        dl4nlp sync       solution cells, points, badges and install cells from the package
     book.py        dl4nlp book       the book, every page executed offline
+    execution.py   running a notebook that goes on when the kernel's reply to a cell is lost
     autograde/     dl4nlp autograde  grade a folder of submissions, contained, into grades.csv
     feedback.py    dl4nlp feedback   one HTML page per student
     gradebook.py   grades.csv: one row per entry of a submissions folder

@@ -7,8 +7,10 @@ Jupyter Book executes the pages one after another. The pages use one torch threa
 before the build the pages that the cache does not hold yet run side by side, one kernel per
 CPU (at most four), each kernel with one thread, into the cache that the build then reads
 (myst-nb's `cache` mode matches a notebook by its code cells); `_build/pre-execution.log` says
-what ran and how long, and how much of it the kernel spent running cells (a page that now and then
-takes minutes beside another is still unexplained: this tells a busy kernel from late messages).
+what ran and how long, and how much of it the kernel spent running cells. A page that now and then
+took minutes beside another was, at least once, a kernel's reply to a cell that never arrived: these
+runs go on once the kernel has reported the cell idle (`dl4nlp.instructor.execution`), and the log
+names the cells whose reply was lost.
 A page that fails there (or has a cell that runs past 120 s in smoke mode) is left to the build,
 which runs it again and reports any error as usual.
 """
@@ -85,19 +87,33 @@ def _timing(notebook) -> str:
 
 
 def _execute(path: str, timeout: int) -> tuple[str, object, float, str, str | None]:
-    """Run one page as myst-nb would (in its own folder): (path, executed notebook, seconds, where the time went
-    (`_timing`), error or None)."""
+    """Run one page as myst-nb would (in its own folder, its metadata's execution timeout and allow_errors
+    honoured), with a client that goes on when the kernel's reply to a cell is lost (`execution`): (path,
+    executed notebook, seconds, where the time went (`_timing`) and which replies were lost, error or None)."""
     import nbformat
-    from jupyter_cache.executors.utils import single_nb_execution
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+    from dl4nlp.instructor.execution import ReplyTolerantClient
 
     notebook = nbformat.read(path, as_version=4)
-    result = single_nb_execution(notebook, cwd=str(Path(path).parent), timeout=timeout, allow_errors=False,
-                                 meta_override=True, record_timing=True)
-    error = None if result.err is None else f"{type(result.err).__name__}: {str(result.err).strip()[-500:]}"
-    timing = _timing(result.nb)
-    for cell in result.nb.cells:  # cached as myst-nb would cache it: without the timestamps
+    settings = notebook.metadata.get("execution", {})
+    client = ReplyTolerantClient(notebook, timeout=settings.get("timeout", timeout),
+                                 allow_errors=settings.get("allow_errors", False), record_timing=True,
+                                 resources={"metadata": {"path": str(Path(path).parent)}})
+    error = None
+    start = time.perf_counter()
+    try:
+        client.execute()
+    except (CellExecutionError, CellTimeoutError) as failure:
+        error = f"{type(failure).__name__}: {str(failure).strip()[-500:]}"
+    seconds = time.perf_counter() - start
+    timing = _timing(notebook)
+    if client.lost_replies:
+        timing += f"; the kernel's reply to cell{'s' * (len(client.lost_replies) > 1)} " \
+                  f"{', '.join(map(str, client.lost_replies))} was lost and not waited for"
+    for cell in notebook.cells:  # cached as myst-nb would cache it: without the timestamps
         cell.get("metadata", {}).pop("execution", None)
-    return path, result.nb, result.time, timing, error
+    return path, notebook, seconds, timing, error
 
 
 def execute_pages(root: Path, cache_path: Path, timeout: int, workers: int | None = None) -> list[str]:
