@@ -366,6 +366,28 @@ def prompting_page(quick):
             Unit("5 tokens generated after a prompt of 2 demonstrations", lambda: generate(model, prompt, 5), 2 * 60)]
 
 
+CHOOSING_PAGE = {"seeds": 3, "test": 400, "probes": 5 * 60}  # the page's seeds, test sentences per seed, probes
+
+
+def choosing_page_prompts(seeds: int, test: int, probes: int) -> dict[tuple[int, int], int]:
+    """(demonstrations, label words) -> prompts the choosing page scores with GPT-2 in Colab: each seed's test
+    sentences zero-shot and with 2 demonstrations, the zero-shot model on the five probe sets and, again, on the
+    sentences it got wrong (counted as all of them), and one sentence with each of its 6 words left out."""
+    return {(0, 2): seeds * (test + probes + test) + 7,
+            (2, 2): seeds * test}
+
+
+@part("choosing-page", notebooks="`book/choosing.ipynb` in Colab",
+      what=f"GPT-2 small as the page's prompted classifier, zero-shot and with 2 demonstrations, on "
+           f"{CHOOSING_PAGE['seeds']} seeds × {CHOOSING_PAGE['test']} SST-2 test sentences, and zero-shot on "
+           f"{CHOOSING_PAGE['probes']} probe sentences per seed and again where it was wrong (counted as every "
+           f"test sentence); a prompt of k demonstrations counted as (k + 1) × {REVIEW_TOKENS} tokens (the page draws "
+           "short demonstrations: an upper bound)")
+def choosing_page(quick):
+    model, config = _gpt2(quick)
+    return _prompt_units(model, config, quick, choosing_page_prompts(**CHOOSING_PAGE))
+
+
 # --- measuring, one part per fresh process -------------------------------------------------------------
 
 

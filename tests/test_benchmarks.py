@@ -79,7 +79,7 @@ def test_every_colab_part_names_its_notebooks():
     parts = dict(line.split(": ", 1) for line in result.stdout.splitlines())
     assert set(parts) == {"finetune-sst2", "finetune-part6", "bert-base-pair", "gpt2-generation", "gpt2-prompting",
                           "rnn-page", "cnn-page", "rnn-cnn-assignments", "finetune-page-minilm",
-                          "prompting-page"}
+                          "prompting-page", "choosing-page"}
     assert all(".ipynb" in text for text in parts.values())
 
 
