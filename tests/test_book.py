@@ -184,7 +184,10 @@ def test_pages_run_side_by_side_into_the_cache_the_build_reads(tmp_path):
     kernel = re.search(r"two\.ipynb: executed in \S+ s \(in the kernel (\d+\.\d) s, around it \S+ s; slowest cell 0",
                        log)
     assert kernel and 2.9 <= float(kernel.group(1)) < 10, log  # where the time went: the kernel slept 3 s
-    assert execute_pages(tmp_path, cache_path, timeout=60) == []  # one page left to run: the build runs it
+    # Run again: only the page the cache lacks runs (alone), and fails again; the others are not run.
+    assert execute_pages(tmp_path, cache_path, timeout=60) == [str(tmp_path / "book" / "broken.ipynb")]
+    last = (tmp_path / "_build" / "pre-execution.log").read_text()[len(log):]
+    assert "executing 1 page, 1 at a time" in last and "broken.ipynb: failed" in last and "one.ipynb" not in last
 
 
 CHAPTERS = [page for page in NOTEBOOK_PAGES if (ROOT / "solutions" / Path(page).name).is_dir()]

@@ -118,8 +118,8 @@ def _execute(path: str, timeout: int) -> tuple[str, object, float, str, str | No
 
 def execute_pages(root: Path, cache_path: Path, timeout: int, workers: int | None = None) -> list[str]:
     """Execute, side by side, the notebook pages that the cache at `cache_path` does not hold, and cache
-    them as the build would. Returns the pages that failed (the build runs them again). Fewer than two
-    pages to run: nothing is done here."""
+    them as the build would. Returns the pages that failed (the build runs them again). A single page
+    runs here too: this client goes on when a kernel's reply is lost, myst-nb's waits for its timeout."""
     import nbformat
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
@@ -132,9 +132,9 @@ def execute_pages(root: Path, cache_path: Path, timeout: int, workers: int | Non
         except KeyError:
             missing.append(str(path))
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS
-    workers = workers or min(4, cpus, len(missing))
-    if len(missing) < 2 or workers < 2:
+    if not missing:
         return []
+    workers = workers or max(1, min(4, cpus, len(missing)))
     log = cache_path.parent / "pre-execution.log"  # what ran, how long, what failed: kept beside the cache
     log.parent.mkdir(parents=True, exist_ok=True)
 
@@ -143,7 +143,7 @@ def execute_pages(root: Path, cache_path: Path, timeout: int, workers: int | Non
         with log.open("a") as handle:
             handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
 
-    report(f"executing {len(missing)} pages, {workers} at a time")
+    report(f"executing {len(missing)} page{'s' * (len(missing) != 1)}, {workers} at a time")
     failed = []
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for future in as_completed([pool.submit(_execute, path, timeout) for path in missing]):
