@@ -5,7 +5,7 @@ first stub (the first cell that raises NotImplementedError), test cells left out
 follows needs the student's code. Each notebook starts with a hidden first cell that turns a
 DeprecationWarning or FutureWarning raised from dl4nlp code into an error. Uses the nbclient and
 kernel of the environment it runs in, through `dl4nlp.instructor.execution.ReplyTolerantClient` (a
-kernel's lost reply to a cell costs 30 s, not the 600 s timeout). Exit status 1 if any notebook failed.
+kernel's lost reply to a cell costs 10 s, not the 600 s timeout). Exit status 1 if any notebook failed.
 """
 
 from __future__ import annotations

@@ -30,7 +30,9 @@ from traitlets import Float, List
 class ReplyTolerantClient(NotebookClient):
     """A NotebookClient that does not wait for a lost `execute_reply` once the kernel has said the cell is done."""
 
-    reply_grace = Float(30.0, help="seconds to wait for the execute_reply after the kernel reported the cell "
+    # The kernel sends the reply before it reports idle: a reply later than this is lost. One that is only late
+    # does no harm: the outputs give the same status, and nbclient ignores a reply to an earlier cell.
+    reply_grace = Float(10.0, help="seconds to wait for the execute_reply after the kernel reported the cell "
                                    "idle on IOPub").tag(config=True)
     lost_replies = List(help="indices of the cells whose reply was rebuilt from IOPub")
 
