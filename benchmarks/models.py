@@ -141,35 +141,39 @@ def lstm_train(device, quick):
 # Rows of later chapters: the inputs and the two callables (same weights, outputs checked equal first, as in
 # `_lstm_pair`); a row whose chapter has not landed yet raises Pending.
 
-@pair("attention", ours="`scaled_dot_product_attention`",
-      reference="`torch.nn.functional.scaled_dot_product_attention`", setting="(B, H, T, Dh) = (8, 12, 128, 64)",
-      required=1.2)
-def attention(device, quick):
+ATTENTION_SETTING = "(B, H, T, Dh) = (8, 12, 128, 64)"
+
+
+def _attention_pair(device, quick: bool, attention: Callable, what: str):
+    """`attention(q, k, v)` and torch's fused kernel on the same (B, H, T, Dh) inputs, checked equal first."""
     import torch
     from torch.nn import functional as F
-
-    from dl4nlp.attention import scaled_dot_product_attention
 
     shape = (2, 2, 8, 4) if quick else (8, 12, 128, 64)  # (B, H, T, Dh)
     generator = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(*shape, generator=generator).to(device) for _ in range(3))
-    with torch.no_grad():
-        expected = F.scaled_dot_product_attention(q, k, v)
-        assert torch.allclose(scaled_dot_product_attention(q, k, v), expected, atol=1e-4), "ours and torch's disagree"
 
-    def run_ours():
-        with torch.no_grad():
-            return scaled_dot_product_attention(q, k, v)
+    def run(function):
+        def call():
+            with torch.no_grad():
+                return function(q, k, v)
+        return call
 
-    def run_reference():
-        with torch.no_grad():
-            return F.scaled_dot_product_attention(q, k, v)
+    ours, reference = run(attention), run(F.scaled_dot_product_attention)
+    assert torch.allclose(ours(), reference(), atol=1e-4), f"{what} and torch's disagree"
+    return ours, reference
 
-    return run_ours, run_reference
+
+@pair("attention", ours="`scaled_dot_product_attention`",
+      reference="`torch.nn.functional.scaled_dot_product_attention`", setting=ATTENTION_SETTING, required=1.2)
+def attention(device, quick):
+    from dl4nlp.attention import scaled_dot_product_attention
+
+    return _attention_pair(device, quick, scaled_dot_product_attention, "ours")
 
 
 @pair("attention-plain", ours="plain torch: `softmax(q @ k.mT / sqrt(Dh)) @ v`",
-      reference="`torch.nn.functional.scaled_dot_product_attention`", setting="(B, H, T, Dh) = (8, 12, 128, 64)",
+      reference="`torch.nn.functional.scaled_dot_product_attention`", setting=ATTENTION_SETTING,
       required=None, requirement="— (a control: any three-operation attention on this machine now; the issue "
                                  "measured 1.05 to 1.15)")
 def attention_plain(device, quick):
@@ -178,23 +182,11 @@ def attention_plain(device, quick):
     import math
 
     import torch
-    from torch.nn import functional as F
 
-    shape = (2, 2, 8, 4) if quick else (8, 12, 128, 64)  # (B, H, T, Dh)
-    generator = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(*shape, generator=generator).to(device) for _ in range(3))
+    def plain(q, k, v):
+        return torch.softmax(q @ k.mT / math.sqrt(q.shape[-1]), dim=-1) @ v
 
-    def run_plain():
-        with torch.no_grad():
-            return torch.softmax(q @ k.mT / math.sqrt(q.shape[-1]), dim=-1) @ v
-
-    def run_reference():
-        with torch.no_grad():
-            return F.scaled_dot_product_attention(q, k, v)
-
-    with torch.no_grad():
-        assert torch.allclose(run_plain(), run_reference(), atol=1e-4), "the plain operations and torch's disagree"
-    return run_plain, run_reference
+    return _attention_pair(device, quick, plain, "the plain operations")
 
 
 @pair("bert", ours="`BertModel` forward", reference="`transformers.BertModel`",
@@ -418,10 +410,10 @@ def run_pairs(names: list[str], args, device) -> list[dict]:
                    when=now(), load=load(), **where(device), **result)
         rows.append(row)
         spread = {side: f"{_ms(min(values))} to {_ms(max(values))}" for side, values in result["samples_s"].items()}
+        rounds = result["round_ratios"]
         print(f"{name}: ours {_ms(result['median_s']['ours'])} ({spread['ours']}), reference "
-              f"{_ms(result['median_s']['reference'])} ({spread['reference']}), ratio {ratio:.2f} (rounds {result['round_ratios']['low']:.2f} to "
-              f"{result['round_ratios']['high']:.2f}; {load()})",
-              file=sys.stderr, flush=True)
+              f"{_ms(result['median_s']['reference'])} ({spread['reference']}), ratio {ratio:.2f} (rounds "
+              f"{rounds['low']:.2f} to {rounds['high']:.2f}; {load()})", file=sys.stderr, flush=True)
     return rows
 
 
