@@ -6,9 +6,10 @@
     .venv/bin/python benchmarks/models.py --notebooks --rows all        both tables
 
 Each pair (ours, reference) runs in the same process on the same inputs (weights copied over, outputs
-checked equal first): warm-up calls of each, then `--repeats` rounds that time both, alternating which
-goes first, each sample the mean of enough calls to last about 0.2 s. The table gives the medians,
-the ratio ours / reference of the medians with the lowest and highest of the rounds' own ratios (a round
+checked equal first): warm-up calls of each, until a call of each takes no new page fault (the memory
+allocator's steady state, as in a training loop; at most `--settle` seconds), then `--repeats` rounds that
+time both, alternating which goes first, each sample the mean of enough calls to last about 0.2 s. The table
+gives the medians, the ratio ours / reference of the medians with the lowest and highest of the rounds' own ratios (a round
 times both back to back, so its ratio shows how much the machine moved the verdict), the ratio the issue
 requires and whether it was met, and for every row where (device, torch, threads) and when it was measured.
 A control row (`attention-plain`) has no verdict: it times what a bound rests on. cuda is used when
@@ -315,34 +316,70 @@ def _synchronize(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _sample(function: Callable[[], object], number: int, device) -> float:
-    """Seconds per call, the mean over `number` calls."""
+def _faults() -> int | None:
+    """Page faults this process has taken so far (minor: a fresh page of memory mapped in), or None where the
+    platform does not count them."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def _sample(function: Callable[[], object], number: int, device) -> tuple[float, float | None]:
+    """Seconds per call and page faults per call, the means over `number` calls."""
     _synchronize(device)
+    faults = _faults()
     start = time.perf_counter()
     for _ in range(number):
         function()
     _synchronize(device)
-    return (time.perf_counter() - start) / number
+    seconds = (time.perf_counter() - start) / number
+    return seconds, None if faults is None else (_faults() - faults) / number
 
 
 def measure(ours: Callable[[], object], reference: Callable[[], object], device, *, repeats: int, warmup: int,
-            target_s: float) -> dict:
-    """Warm up both, then `repeats` rounds timing both, alternating which goes first. Seconds per call."""
-    first = {}
-    for name, function in (("ours", ours), ("reference", reference)):
-        first[name] = _sample(function, 1, device)
-        for _ in range(max(0, warmup - 1)):
-            first[name] = min(first[name], _sample(function, 1, device))
+            target_s: float, settle_s: float = 0.0) -> dict:
+    """Warm up both, then `repeats` rounds timing both, alternating which goes first. Seconds per call.
+
+    The warm-up calls each side `warmup` times, then goes on calling both in turn, for at most `settle_s`
+    seconds, until a call of each takes no new page faults. Until then the allocator is still taking memory
+    from the system and handing it back (freed buffers of several MB are returned and mapped in again), and a
+    side that allocates large buffers pays for it in faults: BERT's forward pass took 10,000 to 64,000
+    faults a call, and 0.1 to 0.4 s more, in its first five calls here, none afterwards. A training loop runs
+    in that steady state; the verdict is about it. Where faults cannot be counted, `warmup` calls only.
+    """
+    functions = {"ours": ours, "reference": reference}
+    first = {name: float("inf") for name in functions}
+    calls = {name: 0 for name in functions}
+    faulted = {name: True for name in functions}
+    start = time.perf_counter()
+    while True:
+        for name, function in functions.items():
+            seconds, faults = _sample(function, 1, device)
+            first[name], calls[name] = min(first[name], seconds), calls[name] + 1
+            faulted[name] = faults is None or faults > 0
+        enough = min(calls.values()) >= max(1, warmup)
+        settled = not any(faulted.values()) or _faults() is None
+        if enough and (settled or time.perf_counter() - start >= settle_s):
+            break
+    warmup_s = time.perf_counter() - start
     number = {name: max(1, round(target_s / max(seconds, 1e-9))) for name, seconds in first.items()}
     samples: dict[str, list[float]] = {"ours": [], "reference": []}
-    functions = {"ours": ours, "reference": reference}
+    faults: dict[str, list[float]] = {"ours": [], "reference": []}
     for index in range(repeats):
         order = ("ours", "reference") if index % 2 == 0 else ("reference", "ours")
         for name in order:
-            samples[name].append(_sample(functions[name], number[name], device))
+            seconds, per_call = _sample(functions[name], number[name], device)
+            samples[name].append(seconds)
+            if per_call is not None:
+                faults[name].append(per_call)
     # Each round's two samples ran back to back: their ratio is little moved by slow drifts of the machine.
     rounds = sorted(ours / reference for ours, reference in zip(samples["ours"], samples["reference"]))
-    return {"samples_s": samples, "calls_per_sample": number,
+    return {"samples_s": samples, "calls_per_sample": number, "warmup_calls": calls,
+            "warmup_settled": settled, "warmup_s": warmup_s,
+            "faults_per_call": {name: statistics.median(values) if values else None
+                                for name, values in faults.items()},
             "median_s": {name: statistics.median(values) for name, values in samples.items()},
             "round_ratios": {"low": rounds[0], "median": statistics.median(rounds), "high": rounds[-1]}}
 
@@ -403,17 +440,21 @@ def run_pairs(names: list[str], args, device) -> list[dict]:
             print(f"{name}: not yet measured (arrives with {pending})", file=sys.stderr, flush=True)
             continue
         result = measure(ours, reference, device, repeats=args.repeats, warmup=args.warmup,
-                         target_s=0.02 if args.quick else 0.2)
+                         target_s=0.02 if args.quick else 0.2, settle_s=0.0 if args.quick else args.settle)
         ratio = result["median_s"]["ours"] / result["median_s"]["reference"]
         row.update(status="measured", ratio=ratio,
                    met=None if args.quick or entry.required is None else ratio <= entry.required,
                    when=now(), load=load(), **where(device), **result)
         rows.append(row)
         spread = {side: f"{_ms(min(values))} to {_ms(max(values))}" for side, values in result["samples_s"].items()}
-        rounds = result["round_ratios"]
+        rounds, faults, calls = result["round_ratios"], result["faults_per_call"], result["warmup_calls"]
+        warm = (f"warm-up {calls['ours']} + {calls['reference']} calls in {result['warmup_s']:.1f} s, "
+                + ("until neither took a page fault" if result["warmup_settled"] else "still taking page faults"))
+        if faults["ours"] is not None:
+            warm += f"; page faults a call: ours {faults['ours']:.0f}, reference {faults['reference']:.0f}"
         print(f"{name}: ours {_ms(result['median_s']['ours'])} ({spread['ours']}), reference "
               f"{_ms(result['median_s']['reference'])} ({spread['reference']}), ratio {ratio:.2f} (rounds "
-              f"{rounds['low']:.2f} to {rounds['high']:.2f}; {load()})", file=sys.stderr, flush=True)
+              f"{rounds['low']:.2f} to {rounds['high']:.2f}; {warm}; {load()})", file=sys.stderr, flush=True)
     return rows
 
 
@@ -527,6 +568,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"rows to run, or 'all' (default: all); one of {', '.join(PAIRS)}")
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds per row (default: 7; --quick: 3)")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up calls of each (default: 2; --quick: 1)")
+    parser.add_argument("--settle", type=float, default=10.0, metavar="SECONDS",
+                        help="then warm up both in turn until a call of each takes no page fault, for at most "
+                             "this long (default: 10; --quick: 0)")
     parser.add_argument("--quick", action="store_true", help="smoke check of the script: tiny shapes, few samples")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own)")

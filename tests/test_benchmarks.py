@@ -34,6 +34,48 @@ def test_quick_mode_prints_the_table(tmp_path):
         spread = row["round_ratios"]
         assert 0 < spread["low"] <= spread["median"] <= spread["high"]
         assert f"(rounds {spread['low']:.2f} to {spread['high']:.2f})" in result.stdout
+        assert row["warmup_calls"]["ours"] >= 1 and row["warmup_calls"]["reference"] >= 1
+    assert "warm-up 1 + 1 calls" in result.stderr  # quick: no settling
+
+
+def _measure():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import models
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return models.measure
+
+
+def _maps_fresh_memory_at_first(calls: int):
+    """A function that maps in and writes 4 MB of fresh memory in each of its first `calls` calls, as a model's
+    forward pass does while the allocator is still handing its buffers back to the system; then nothing."""
+    import mmap
+
+    count = {"calls": 0}
+
+    def function():
+        count["calls"] += 1
+        if count["calls"] <= calls:
+            with mmap.mmap(-1, 4 << 20) as memory:
+                memory.write(b"\1" * (4 << 20))  # every page touched: about 1,000 page faults
+
+    return function
+
+
+def test_the_warm_up_goes_on_until_neither_side_takes_page_faults():
+    import torch
+
+    measure = _measure()
+    settled = measure(_maps_fresh_memory_at_first(12), lambda: None, torch.device("cpu"), repeats=3, warmup=2,
+                      target_s=0.001, settle_s=60)
+    assert settled["warmup_settled"] and settled["warmup_calls"]["ours"] >= 13
+    assert settled["faults_per_call"] == {"ours": 0, "reference": 0}  # the timed calls ran in the steady state
+    # The control: two warm-up calls only, and the timed rounds pay for the faults.
+    unsettled = measure(_maps_fresh_memory_at_first(12), lambda: None, torch.device("cpu"), repeats=3, warmup=2,
+                        target_s=0.001, settle_s=0)
+    assert not unsettled["warmup_settled"] and unsettled["warmup_calls"] == {"ours": 2, "reference": 2}
+    assert unsettled["faults_per_call"]["ours"] > 100
 
 
 def test_every_row_states_its_requirement():
