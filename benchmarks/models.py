@@ -8,10 +8,13 @@
 Each pair (ours, reference) runs in the same process on the same inputs (weights copied over, outputs
 checked equal first): warm-up calls of each, until a call of each takes no new page fault (the memory
 allocator's steady state, as in a training loop; at most `--settle` seconds), then `--repeats` rounds that
-time both, alternating which goes first, each sample the mean of enough calls to last about 0.2 s. The table
-gives the medians, the ratio ours / reference of the medians with the lowest and highest of the rounds' own ratios (a round
-times both back to back, so its ratio shows how much the machine moved the verdict), the ratio the issue
-requires and whether it was met, and for every row where (device, torch, threads) and when it was measured.
+time both, alternating which goes first, each sample the mean of enough calls to last about 0.2 s. The
+allocator is the system's, as students and the issue measured with; `--allocator steady` tells glibc's
+malloc to keep the memory it frees (`keep_freed_memory`), so that neither side pays page faults for the
+allocator's history and the ratio is the computation's alone. The table gives the medians, the ratio ours /
+reference of the medians with the lowest and highest of the rounds' own ratios (a round times both back to
+back, so its ratio shows how much the machine moved the verdict), the ratio the issue requires and whether
+it was met, and for every row where (device, torch, threads, allocator) and when it was measured.
 A control row (`attention-plain`) has no verdict: it times what a bound rests on. cuda is used when
 present, else the CPU.
 
@@ -316,6 +319,36 @@ def _synchronize(device) -> None:
         torch.cuda.synchronize(device)
 
 
+KEEP_BYTES = 1 << 30  # what the steady allocator keeps: more than any row's temporaries
+
+
+def keep_freed_memory() -> str:
+    """Tell glibc's malloc to keep the memory it frees, for the rest of this process: buffers of any size
+    under KEEP_BYTES come from its heap (not from a fresh mapping each), and a free heap top is not handed
+    back to the system. Returns how the allocator was set, for the table.
+
+    By default glibc maps a large buffer anew and returns the heap's free top once it passes a threshold
+    that it moves as it goes; then a call whose temporaries are hundreds of MB (a BERT forward pass) takes
+    up to 170,000 page faults on one run and none on the next, and the side that allocates more pays for it
+    unevenly: the timing measures the allocator's history as much as the computation. PyTorch's CPU
+    performance guide recommends a caching allocator (jemalloc, tcmalloc) for the same reason. Not the
+    default: a student's training loop runs with the system's settings, and pays those faults too.
+    """
+    import ctypes
+    import ctypes.util
+
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt, gnu_get_libc_version = libc.mallopt, libc.gnu_get_libc_version
+    except (OSError, AttributeError):
+        return "the system's allocator (not glibc: left as it is)"
+    gnu_get_libc_version.restype = ctypes.c_char_p
+    if not (mallopt(M_MMAP_THRESHOLD, KEEP_BYTES) and mallopt(M_TRIM_THRESHOLD, KEEP_BYTES)):
+        return "the system's allocator (glibc refused the settings)"
+    return f"glibc {gnu_get_libc_version().decode()} malloc keeping freed memory (mallopt)"
+
+
 def _faults() -> int | None:
     """Page faults this process has taken so far (minor: a fresh page of memory mapped in), or None where the
     platform does not count them."""
@@ -343,11 +376,12 @@ def measure(ours: Callable[[], object], reference: Callable[[], object], device,
     """Warm up both, then `repeats` rounds timing both, alternating which goes first. Seconds per call.
 
     The warm-up calls each side `warmup` times, then goes on calling both in turn, for at most `settle_s`
-    seconds, until a call of each takes no new page faults. Until then the allocator is still taking memory
-    from the system and handing it back (freed buffers of several MB are returned and mapped in again), and a
-    side that allocates large buffers pays for it in faults: BERT's forward pass took 10,000 to 64,000
-    faults a call, and 0.1 to 0.4 s more, in its first five calls here, none afterwards. A training loop runs
-    in that steady state; the verdict is about it. Where faults cannot be counted, `warmup` calls only.
+    seconds, until a call of each takes no new page faults: until then the allocator is still taking memory
+    from the system and handing it back. With the system's allocator BERT's forward pass took 10,000 to 64,000
+    faults a call, and 0.1 to 0.4 s more, in its first five calls of one run and none afterwards; in other
+    runs it never settled (140,000 faults a call throughout, the reference 46,000). With `keep_freed_memory`
+    both sides settle within three calls. The timed rounds report their page faults a call. Where faults
+    cannot be counted, `warmup` calls only.
     """
     functions = {"ours": ours, "reference": reference}
     first = {name: float("inf") for name in functions}
@@ -401,11 +435,11 @@ def device_name(device) -> str:
     return f"{platform.processor() or platform.machine()} ({os.cpu_count()} CPUs)"
 
 
-def where(device) -> dict:
+def where(device, allocator: str) -> dict:
     import torch
 
     return {"device": device_name(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "python": platform.python_version(), "platform": platform.platform()}
+            "allocator": allocator, "python": platform.python_version(), "platform": platform.platform()}
 
 
 def now() -> str:
@@ -444,7 +478,7 @@ def run_pairs(names: list[str], args, device) -> list[dict]:
         ratio = result["median_s"]["ours"] / result["median_s"]["reference"]
         row.update(status="measured", ratio=ratio,
                    met=None if args.quick or entry.required is None else ratio <= entry.required,
-                   when=now(), load=load(), **where(device), **result)
+                   when=now(), load=load(), **where(device, args.allocator_used), **result)
         rows.append(row)
         spread = {side: f"{_ms(min(values))} to {_ms(max(values))}" for side, values in result["samples_s"].items()}
         rounds, faults, calls = result["round_ratios"], result["faults_per_call"], result["warmup_calls"]
@@ -473,7 +507,8 @@ def pairs_table(rows: list[dict]) -> str:
         ratio = f"{row['ratio']:.2f} (rounds {spread['low']:.2f} to {spread['high']:.2f})"
         if row["quick"]:
             setting += " — **quick mode: tiny shapes, the ratio means nothing**"
-        place = f"{row['device']}, torch {row['torch']}, {row['threads']} thread{'s' * (row['threads'] != 1)}"
+        place = (f"{row['device']}, torch {row['torch']}, {row['threads']} thread{'s' * (row['threads'] != 1)}, "
+                 f"{row['allocator']}")
         lines.append(f"| {row['ours']} | {row['reference']} | {setting} | {_ms(row['median_s']['ours'])} | "
                      f"{_ms(row['median_s']['reference'])} | {ratio} | {row['requirement']} | {met} | "
                      f"{place} | {row['when']}, {row['load']} |")
@@ -574,6 +609,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke check of the script: tiny shapes, few samples")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own)")
+    parser.add_argument("--allocator", choices=["system", "steady"], default="system",
+                        help="system (default): malloc as every program gets it; steady: glibc's malloc keeps "
+                             "the memory it frees, so neither side pays page faults for the allocator's history "
+                             "(the computation alone)")
     parser.add_argument("--notebooks", action="store_true",
                         help="time the notebooks' smoke runs against the 60 s budget (the pairs too only if --rows)")
     parser.add_argument("--json", help="also write the results to this file")
@@ -594,6 +633,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"started": now(), "load_before": load()}
 
     if run_the_pairs:
+        args.allocator_used = (keep_freed_memory() if args.allocator == "steady"  # before any large buffer
+                               else "the system's allocator")
         import torch
 
         if args.threads:

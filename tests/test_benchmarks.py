@@ -35,6 +35,7 @@ def test_quick_mode_prints_the_table(tmp_path):
         assert 0 < spread["low"] <= spread["median"] <= spread["high"]
         assert f"(rounds {spread['low']:.2f} to {spread['high']:.2f})" in result.stdout
         assert row["warmup_calls"]["ours"] >= 1 and row["warmup_calls"]["reference"] >= 1
+        assert "allocator" in row["allocator"] and row["allocator"] in result.stdout  # the table says how
     assert "warm-up 1 + 1 calls" in result.stderr  # quick: no settling
 
 
@@ -148,3 +149,32 @@ def test_the_notebook_table_reads_the_kernels_peak_memory(tmp_path):
     assert 300 * 2**20 < row["peak_memory_bytes"] < 2 * 2**30  # the block, plus the kernel itself
     line = models.notebooks_table([row]).splitlines()[2]
     assert f"| {row['peak_memory_bytes'] / 2**30:.2f} GiB |" in line
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_the_steady_allocator_maps_a_freed_buffer_in_only_once():
+    """`--allocator steady`: a 40 MB buffer, malloc'ed, written, freed, three times, is mapped in once; with the
+    system's settings (above glibc's largest mmap threshold, 32 MB) it is mapped in anew every time."""
+    script = """
+import ctypes, resource, sys
+sys.path.insert(0, sys.argv[1])
+import models
+how = models.keep_freed_memory() if sys.argv[2] == "steady" else "system"
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, size, faults = ctypes.c_void_p, 40 << 20, []
+for attempt in range(3):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    buffer = libc.malloc(size)
+    ctypes.memset(buffer, 1, size)
+    libc.free(ctypes.c_void_p(buffer))
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(how, "|", faults[1] + faults[2])
+"""
+    result = {}
+    for allocator in ("steady", "system"):
+        out = subprocess.run([sys.executable, "-c", script, str(ROOT / "benchmarks"), allocator], capture_output=True,
+                             text=True, timeout=120, check=True).stdout
+        how, faults = out.rsplit("|", 1)
+        result[allocator] = (how.strip(), int(faults))
+    assert "mallopt" in result["steady"][0] and result["steady"][1] < 100
+    assert result["system"][1] > 10_000  # 2 x 10,240 pages of 4 KB mapped in again
