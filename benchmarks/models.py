@@ -487,7 +487,7 @@ def run_pairs(names: list[str], args, device) -> list[dict]:
         if faults["ours"] is not None:
             warm += f"; page faults a call: ours {faults['ours']:.0f}, reference {faults['reference']:.0f}"
         print(f"{name}: ours {_ms(result['median_s']['ours'])} ({spread['ours']}), reference "
-              f"{_ms(result['median_s']['reference'])} ({spread['reference']}), ratio {ratio:.2f} (rounds "
+              f"{_ms(result['median_s']['reference'])} ({spread['reference']}), ratio {ratio:.3f} (rounds "
               f"{rounds['low']:.2f} to {rounds['high']:.2f}; {warm}; {load()})", file=sys.stderr, flush=True)
     return rows
 
@@ -504,7 +504,7 @@ def pairs_table(rows: list[dict]) -> str:
         met = ("— (quick)" if row["quick"] else "— (control)" if row["met"] is None else "yes" if row["met"]
                else "**no**")
         spread = row["round_ratios"]
-        ratio = f"{row['ratio']:.2f} (rounds {spread['low']:.2f} to {spread['high']:.2f})"
+        ratio = f"{row['ratio']:.3f} (rounds {spread['low']:.2f} to {spread['high']:.2f})"
         if row["quick"]:
             setting += " — **quick mode: tiny shapes, the ratio means nothing**"
         place = (f"{row['device']}, torch {row['torch']}, {row['threads']} thread{'s' * (row['threads'] != 1)}, "
