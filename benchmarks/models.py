@@ -386,16 +386,14 @@ def measure(ours: Callable[[], object], reference: Callable[[], object], device,
     functions = {"ours": ours, "reference": reference}
     first = {name: float("inf") for name in functions}
     calls = {name: 0 for name in functions}
-    faulted = {name: True for name in functions}
+    faulted = {name: False for name in functions}  # did its last call take page faults?
     start = time.perf_counter()
     while True:
         for name, function in functions.items():
             seconds, faults = _sample(function, 1, device)
-            first[name], calls[name] = min(first[name], seconds), calls[name] + 1
-            faulted[name] = faults is None or faults > 0
-        enough = min(calls.values()) >= max(1, warmup)
-        settled = not any(faulted.values()) or _faults() is None
-        if enough and (settled or time.perf_counter() - start >= settle_s):
+            first[name], calls[name], faulted[name] = min(first[name], seconds), calls[name] + 1, bool(faults)
+        settled = not any(faulted.values())  # also where faults cannot be counted (None)
+        if min(calls.values()) >= max(1, warmup) and (settled or time.perf_counter() - start >= settle_s):
             break
     warmup_s = time.perf_counter() - start
     number = {name: max(1, round(target_s / max(seconds, 1e-9))) for name, seconds in first.items()}
