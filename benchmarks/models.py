@@ -550,10 +550,12 @@ def run_notebooks(paths: list[Path]) -> list[dict]:
         name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
         row = {"notebook": str(name), "seconds": seconds, "peak_memory_bytes": peak["bytes"],
                "budget_s": SMOKE_BUDGET_S, "met": error is None and seconds <= SMOKE_BUDGET_S, "error": error,
-               "when": now(), "load": before,
+               "when": now(), "load": before, "lost_replies": list(client.lost_replies),
                "device": device_name(_cpu()), "torch": _torch_version(), "cpus": os.cpu_count()}
         rows.append(row)
-        print(f"{row['notebook']}: {seconds:.1f} s{' FAILED ' + error if error else ''}", file=sys.stderr, flush=True)
+        lost = f" ({client.lost_replies_note()}: {client.reply_grace:g} s of it)" if client.lost_replies else ""
+        print(f"{row['notebook']}: {seconds:.1f} s{lost}{' FAILED ' + error if error else ''}", file=sys.stderr,
+              flush=True)
     return rows
 
 

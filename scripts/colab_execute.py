@@ -55,8 +55,7 @@ def execute(path: Path, whole: bool) -> str | None:
     except Exception as error:  # noqa: BLE001 - reported per notebook
         return f"{type(error).__name__}: {str(error)[-1500:]}"
     if client.lost_replies:  # not a failure: said, so that a pattern shows
-        print(f"     {path.name}: the kernel's reply to cell(s) {client.lost_replies} was lost and not waited for",
-              flush=True)
+        print(f"     {path.name}: {client.lost_replies_note()}", flush=True)
     return None
 
 

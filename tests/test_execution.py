@@ -37,6 +37,7 @@ def test_a_lost_reply_costs_the_grace_period_not_the_timeout():
     client.execute()
     assert time.perf_counter() - start < 60
     assert client.lost_replies == [0]
+    assert client.lost_replies_note() == "the kernel's reply to cell 0 was lost and not waited for"
     assert nb.cells[0].outputs[0].text == "cell 0 ran\n" and nb.cells[0].execution_count == 1
     assert nb.cells[1].outputs[0].text == "after the lost reply\n" and nb.cells[1].execution_count == 2
 

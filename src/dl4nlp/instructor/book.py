@@ -109,8 +109,7 @@ def _execute(path: str, timeout: int) -> tuple[str, object, float, str, str | No
     seconds = time.perf_counter() - start
     timing = _timing(notebook)
     if client.lost_replies:
-        timing += f"; the kernel's reply to cell{'s' * (len(client.lost_replies) > 1)} " \
-                  f"{', '.join(map(str, client.lost_replies))} was lost and not waited for"
+        timing += f"; {client.lost_replies_note()}"
     for cell in notebook.cells:  # cached as myst-nb would cache it: without the timestamps
         cell.get("metadata", {}).pop("execution", None)
     return path, notebook, seconds, timing, error

@@ -59,6 +59,13 @@ class ReplyTolerantClient(NotebookClient):
                          f"{self.reply_grace:g} s; going on with what IOPub recorded")
         return self._reply_from_outputs(msg_id, cell)
 
+    def lost_replies_note(self) -> str:
+        """What to tell the reader of a log about the lost replies: "" if none, else which cells."""
+        if not self.lost_replies:
+            return ""
+        cells = ", ".join(map(str, self.lost_replies))
+        return f"the kernel's reply to cell{'s' * (len(self.lost_replies) > 1)} {cells} was lost and not waited for"
+
     @staticmethod
     def _reply_from_outputs(msg_id: str, cell) -> dict[str, t.Any]:
         """An execute_reply as the kernel would have sent it, from the cell's recorded outputs."""
