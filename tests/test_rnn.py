@@ -208,6 +208,35 @@ def test_bidirectional_is_forward_plus_flipped_pass(cell, theirs):
     assert close(final_forward, forward_final) and close(final_backward, flipped_final)
 
 
+def _nodes_reading(output: torch.Tensor, leaf: torch.Tensor) -> list[str]:
+    """The autograd nodes of output's graph that pass a gradient straight to the leaf tensor."""
+    found, seen, stack = [], set(), [output.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        for child, _ in node.next_functions:
+            if child is not None and getattr(child, "variable", None) is leaf:
+                found.append(node.name())
+            stack.append(child)
+    return found
+
+
+@pytest.mark.parametrize("where", ["dl4nlp.rnn", "the grader's copy"])
+@pytest.mark.parametrize("lengths", [None, torch.tensor([7, 3])], ids=["full", "padded"])
+def test_unroll_backward_builds_the_inputs_gradient_once(where, lengths):
+    """Slicing x[:, t] at each step would make backward build a zero (B, T, D) gradient T times (T nodes)."""
+    from dl4nlp.exercises import rnn as grader
+
+    torch.manual_seed(0)
+    function = unroll if where == "dl4nlp.rnn" else grader.unroll
+    x = torch.randn(2, 7, 3, requires_grad=True)
+    outputs, _ = function(lstm_cell, x, (torch.zeros(2, 4), torch.zeros(2, 4)), cell_weights(nn.LSTMCell(3, 4)),
+                          lengths)
+    assert _nodes_reading(outputs, x) == ["UnbindBackward0"]
+
+
 @pytest.mark.parametrize("ours, theirs", LAYERS, ids=["rnn", "lstm", "gru"])
 @given(batch=sizes, time=sizes, input_size=sizes, hidden_size=sizes, seed=st.integers(0, 2**16))
 @settings(max_examples=10, deadline=None)

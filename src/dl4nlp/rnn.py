@@ -133,8 +133,10 @@ def unroll(cell: Cell, x: Tensor, state: State, weights: CellWeights,
     B, T, _ = x.shape
     mask = None if lengths is None else lengths_to_mask(lengths.to(x.device), T)  # (B, T)
     outputs = []
-    for t in range(T):
-        new_state = cell(x[:, t], state, *weights)
+    # x.unbind(1): the T steps (B, D) at once. Indexing x[:, t] in the loop gives the same forward pass, but
+    # then backward builds a zero (B, T, D) gradient for every step, T times the work of one.
+    for t, x_t in enumerate(x.unbind(1)):
+        new_state = cell(x_t, state, *weights)
         if mask is None:
             state = new_state
         else:

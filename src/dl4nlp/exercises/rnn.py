@@ -55,8 +55,8 @@ def unroll(cell, x, state, weights, lengths=None):
     T = x.shape[1]
     mask = None if lengths is None else lengths_to_mask(lengths.to(x.device), T)  # (B, T)
     outputs = []
-    for t in range(T):
-        new_state = cell(x[:, t], state, *weights)
+    for t, x_t in enumerate(x.unbind(1)):  # (B, D) each; x[:, t] would cost backward a (B, T, D) zero per step
+        new_state = cell(x_t, state, *weights)
         if mask is None:
             state = new_state
         else:
