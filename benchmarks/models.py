@@ -333,7 +333,7 @@ def keep_freed_memory() -> str:
     unevenly: the timing measures the allocator's history as much as the computation. PyTorch's CPU
     performance guide recommends a caching allocator (jemalloc, tcmalloc) for the same reason. The
     benchmark's default: with the system's settings the same BERT forward pass took 0 to 170,000 page
-    faults a call in six processes, Hugging Face's 0 to 75,000, so a verdict would say which process it
+    faults a call in ten processes, Hugging Face's 0 to 75,000, so a verdict would say which process it
     was. `--allocator system` still measures what a training loop with the system's settings pays.
     """
     import ctypes
