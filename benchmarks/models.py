@@ -332,10 +332,9 @@ def keep_freed_memory() -> str:
     up to 170,000 page faults on one run and none on the next, and the side that allocates more pays for it
     unevenly: the timing measures the allocator's history as much as the computation. PyTorch's CPU
     performance guide recommends a caching allocator (jemalloc, tcmalloc) for the same reason. The
-    benchmark's default: with the system's settings our BERT forward pass took from 0 to 170,000 page
-    faults a call depending on the process (six processes), Hugging Face's from 0 to 75,000, so a verdict
-    would say which process it was. `--allocator system` still measures what a training loop with the
-    system's settings pays.
+    benchmark's default, since how many faults a call pays depends on the process, not the code (eleven
+    processes: ours 0 to 170,000, Hugging Face's 0 to 75,000); `--allocator system` still measures what a
+    training loop with the system's settings pays.
     """
     import ctypes
     import ctypes.util
